@@ -1,0 +1,28 @@
+"""geodetect: run detectors over georeferenced imagery, get spatial tables.
+
+>>> import geodetect as gd
+>>> sorted(gd.__all__)[:3]
+['Detector', 'DetectorSpec', 'GeodetectError']
+"""
+
+from __future__ import annotations
+
+from geodetect.errors import GeodetectError
+from geodetect.frames import read, write
+from geodetect.pipeline import detect
+from geodetect.plugins import Detector, DetectorSpec, Task, list_detectors, register_detector
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "detect",
+    "write",
+    "read",
+    "register_detector",
+    "list_detectors",
+    "Detector",
+    "DetectorSpec",
+    "Task",
+    "GeodetectError",
+    "__version__",
+]

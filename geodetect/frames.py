@@ -1,0 +1,120 @@
+"""The detections table: its fixed schema, and writers in the formats GIS people use.
+
+Schema (public API, see DESIGN.md): ``detector``, ``detector_version``,
+``scene_id``, ``class_name``, ``score`` (float32), ``geometry``, ``area_m2``
+(float64). Extra columns follow the fixed ones.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from geodetect.errors import ConfigError, OutputError, VectorReadError
+
+__all__ = ["COLUMNS", "FORMATS", "empty_detections", "make_detections", "write", "read"]
+
+COLUMNS = ("detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2")
+
+FORMATS = {
+    ".parquet": "parquet",
+    ".geoparquet": "parquet",
+    ".geojson": "GeoJSON",
+    ".json": "GeoJSON",
+    ".fgb": "FlatGeobuf",
+    ".gpkg": "GPKG",
+    ".csv": "csv",
+}
+
+
+def make_detections(detector: str, version: str, scene_id: str, class_names, scores, geometry, area, crs, extra=None):
+    """Build a detections GeoDataFrame with the fixed schema (plus ``extra`` columns)."""
+    import geopandas as gpd
+    import pandas as pd
+
+    n = len(geometry)
+    data = {
+        "detector": pd.Series([detector] * n, dtype=object),
+        "detector_version": pd.Series([version] * n, dtype=object),
+        "scene_id": pd.Series([scene_id] * n, dtype=object),
+        "class_name": pd.Series(np.asarray(class_names, dtype=object), dtype=object),
+        "score": np.asarray(scores, dtype=np.float32),
+        "area_m2": np.asarray(area, dtype=np.float64),
+    }
+    for k, v in (extra or {}).items():
+        data[k] = np.asarray(v)
+    df = pd.DataFrame(data)
+    gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(np.asarray(geometry, dtype=object), crs=crs), crs=crs)
+    return gdf[list(COLUMNS) + [c for c in gdf.columns if c not in COLUMNS]]
+
+
+def empty_detections(crs="EPSG:4326"):
+    """An empty detections table with the schema and a CRS."""
+    return make_detections("", "", "", [], [], [], [], crs)
+
+
+def _format_for(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ConfigError(
+            f"{path}: unknown output format {path.suffix!r}; use one of {', '.join(sorted(FORMATS))}"
+        )
+    return fmt
+
+
+def write(dets, path, *, overwrite: bool = True) -> Path:
+    """Write detections; the format follows the extension.
+
+    GeoParquet (``.parquet``), GeoJSON (``.geojson``), FlatGeobuf (``.fgb``),
+    GeoPackage (``.gpkg``) or CSV with WKT geometry (``.csv``). The file is
+    written under a temporary name beside the target and renamed into place, so
+    a failed write never leaves a truncated file where a good one was.
+    """
+    path = Path(os.fspath(path))
+    fmt = _format_for(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
+    if path.exists() and path.is_dir():
+        raise OutputError(f"{path}: is a directory; give a file name such as {path / 'detections.parquet'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the folder {parent} ({exc.strerror})") from None
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=parent)
+    os.close(fd)
+    os.unlink(tmp)  # drivers want to create the file themselves
+    try:
+        if fmt == "parquet":
+            dets.to_parquet(tmp, index=False)
+        elif fmt == "csv":
+            df = dets.drop(columns=dets.geometry.name).assign(wkt=dets.geometry.to_wkt())
+            df.to_csv(tmp, index=False)
+        else:
+            dets.to_file(tmp, driver=fmt, engine="pyogrio")
+        os.replace(tmp, path)
+    except Exception as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"{path}: could not write {fmt} ({type(exc).__name__}: {exc})") from exc
+    return path
+
+
+def read(path):
+    """Read a detections (or any vector) file into a GeoDataFrame."""
+    import geopandas as gpd
+
+    path = Path(os.fspath(path))
+    if not path.exists():
+        raise VectorReadError(f"{path}: no such file; check the path")
+    try:
+        if path.suffix.lower() in (".parquet", ".geoparquet"):
+            return gpd.read_parquet(path)
+        return gpd.read_file(path, engine="pyogrio")
+    except Exception as exc:  # noqa: BLE001
+        raise VectorReadError(f"{path}: not a vector file geodetect can read ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,161 @@
+"""The only pixel <-> map code in geodetect.
+
+Pixel coordinates are continuous, the centre of pixel (col, row) being
+(col + 0.5, row + 0.5), as in rasterio. Everything is vectorised: one affine
+product and one pyproj call per batch, never a Python loop per detection
+(the only loop is over the rare polygons that cross the antimeridian).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = [
+    "pixel_to_crs",
+    "crs_to_pixel",
+    "transformer",
+    "points_to_map",
+    "polygons_to_map",
+    "boxes_to_map",
+    "area_m2",
+    "EQUAL_AREA_CRS",
+]
+
+EQUAL_AREA_CRS = "EPSG:6933"  # WGS 84 / NSIDC EASE-Grid 2.0 Global, equal-area, worldwide
+
+
+def pixel_to_crs(transform, cols, rows) -> tuple[np.ndarray, np.ndarray]:
+    """Apply an affine (rotation and shear included) to pixel coordinates."""
+    c = np.asarray(cols, dtype=np.float64)
+    r = np.asarray(rows, dtype=np.float64)
+    t = transform
+    return t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f
+
+
+def crs_to_pixel(transform, xs, ys) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`pixel_to_crs`."""
+    return pixel_to_crs(~transform, xs, ys)
+
+
+@lru_cache(maxsize=64)
+def _transformer(src_wkt: str, dst_wkt: str):
+    from pyproj import Transformer
+
+    return Transformer.from_crs(src_wkt, dst_wkt, always_xy=True)
+
+
+def _wkt(crs) -> str:
+    from pyproj import CRS
+
+    return CRS.from_user_input(crs).to_wkt()
+
+
+def transformer(src_crs, dst_crs):
+    """A cached pyproj Transformer (x/y order, i.e. lon/lat for geographic CRSs)."""
+    return _transformer(_wkt(src_crs), _wkt(dst_crs))
+
+
+def _is_geographic(crs) -> bool:
+    from pyproj import CRS
+
+    return CRS.from_user_input(crs).is_geographic
+
+
+def _map_xy(transform, src_crs, dst_crs, cols, rows):
+    xs, ys = pixel_to_crs(transform, cols, rows)
+    if _wkt(src_crs) != _wkt(dst_crs):
+        xs, ys = transformer(src_crs, dst_crs).transform(xs, ys)
+        xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    return xs, ys
+
+
+def _wrap_lon(lon: np.ndarray) -> np.ndarray:
+    return ((lon + 180.0) % 360.0) - 180.0
+
+
+def points_to_map(xy_px: np.ndarray, transform, src_crs, dst_crs):
+    """Pixel points (K, 2) [col, row] -> shapely Points in ``dst_crs``."""
+    import shapely
+
+    xy_px = np.asarray(xy_px, dtype=np.float64).reshape(-1, 2)
+    xs, ys = _map_xy(transform, src_crs, dst_crs, xy_px[:, 0], xy_px[:, 1])
+    if _is_geographic(dst_crs):
+        xs = _wrap_lon(xs)
+    return shapely.points(xs, ys)
+
+
+def polygons_to_map(polys_px, transform, src_crs, dst_crs):
+    """Shapely geometries in pixel coordinates -> ``dst_crs``.
+
+    In a geographic output CRS, polygons crossing the antimeridian are split
+    into a valid MultiPolygon with parts on each side of +/-180.
+    """
+    import shapely
+
+    polys_px = np.asarray(polys_px, dtype=object)
+    if len(polys_px) == 0:
+        return polys_px
+
+    def fn(coords: np.ndarray) -> np.ndarray:
+        xs, ys = _map_xy(transform, src_crs, dst_crs, coords[:, 0], coords[:, 1])
+        return np.column_stack([xs, ys])
+
+    out = shapely.transform(polys_px, fn)
+    if _is_geographic(dst_crs):
+        out = _fix_antimeridian(out)
+    return out
+
+
+def boxes_to_map(xyxy: np.ndarray, transform, src_crs, dst_crs):
+    """Pixel boxes (K, 4) -> polygons in ``dst_crs`` (rotated grids give rotated boxes)."""
+    import shapely
+
+    xyxy = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    polys = shapely.box(xyxy[:, 0], xyxy[:, 1], xyxy[:, 2], xyxy[:, 3])
+    return polygons_to_map(polys, transform, src_crs, dst_crs)
+
+
+def _fix_antimeridian(geoms: np.ndarray) -> np.ndarray:
+    import shapely
+
+    b = shapely.bounds(geoms)
+    crossing = np.nonzero((b[:, 2] - b[:, 0]) > 180.0)[0]
+    if len(crossing) == 0:
+        return geoms
+    geoms = geoms.copy()
+    east = shapely.box(-180.0, -90.0, 180.0, 90.0)
+    west = shapely.box(180.0, -90.0, 540.0, 90.0)
+    for i in crossing:  # rare: only geometries that straddle +/-180
+        shifted = shapely.transform(geoms[i], lambda c: np.column_stack([np.where(c[:, 0] < 0, c[:, 0] + 360.0, c[:, 0]), c[:, 1]]))
+        a = shapely.intersection(shifted, east)
+        w = shapely.intersection(shifted, west)
+        w = shapely.transform(w, lambda c: np.column_stack([c[:, 0] - 360.0, c[:, 1]]))
+        parts = [p for p in (a, w) if not p.is_empty]
+        polys = []
+        for p in parts:
+            polys.extend(shapely.get_parts(p).tolist())
+        polys = [p for p in polys if p.geom_type == "Polygon" and p.area > 0]
+        geoms[i] = shapely.MultiPolygon(polys) if len(polys) > 1 else (polys[0] if polys else shapely.Polygon())
+    return geoms
+
+
+def area_m2(geoms, crs) -> np.ndarray:
+    """Area in square metres in an equal-area projection (0 for points and lines)."""
+    import shapely
+
+    geoms = np.asarray(geoms, dtype=object)
+    if len(geoms) == 0:
+        return np.zeros(0, np.float64)
+    out = np.zeros(len(geoms), np.float64)
+    poly = np.isin(shapely.get_type_id(geoms), (3, 6, 7))  # Polygon, MultiPolygon, collection
+    if poly.any():
+        tr = transformer(crs, EQUAL_AREA_CRS)
+
+        def fn(coords: np.ndarray) -> np.ndarray:
+            xs, ys = tr.transform(coords[:, 0], coords[:, 1])
+            return np.column_stack([xs, ys])
+
+        out[poly] = shapely.area(shapely.transform(geoms[poly], fn))
+    return out

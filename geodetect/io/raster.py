@@ -1,0 +1,287 @@
+"""Opening scenes: band mapping, nodata masks, scaling and resampling to a detector's GSD.
+
+A :class:`Scene` wraps an open rasterio dataset and exposes a *grid*: the
+source pixel grid, or a resampled version of it when the scene's ground
+sample distance differs from the detector's. Reads are windowed on that grid,
+so memory depends on the tile size, never on the scene size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from geodetect.errors import BandError, ConfigError, GeoreferenceError, RasterReadError
+from geodetect.plugins._types import validate_scaling
+
+__all__ = ["Scene", "open_scene", "parse_bands", "scale_to_float32", "pixel_size_m"]
+
+_COLORINTERP_NAMES = {"red", "green", "blue", "alpha", "gray", "grey", "undefined"}
+
+
+def parse_bands(text: str | Sequence | Mapping | None):
+    """Parse a band override: ``"4,3,2"``, ``"nir=1,red=2"``, a list or a dict.
+
+    Returns ``None``, a tuple of ints/names, or a dict of name -> 1-based index.
+    """
+    if text is None or isinstance(text, Mapping):
+        return dict(text) if text is not None else None
+    if not isinstance(text, str):
+        return tuple(text)
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ConfigError(f"--bands {text!r} is empty; give indexes like 4,3,2 or names like nir=1,red=2")
+    if all("=" in p for p in parts):
+        out = {}
+        for p in parts:
+            k, v = (s.strip() for s in p.split("=", 1))
+            if not v.isdigit() or int(v) < 1:
+                raise ConfigError(f"--bands {text!r}: {p!r} must map a name to a 1-based index, like nir=4")
+            out[k.lower()] = int(v)
+        return out
+    if any("=" in p for p in parts):
+        raise ConfigError(f"--bands {text!r} mixes indexes and name=index pairs; use one form")
+    return tuple(int(p) if p.isdigit() else p for p in parts)
+
+
+def scale_to_float32(arr: np.ndarray, dtype: np.dtype, scaling) -> np.ndarray:
+    """Scale raw values to float32 as the detector declares (never per tile statistics)."""
+    out = arr.astype(np.float32, copy=False)
+    if scaling == "none":
+        return out
+    if scaling == "dtype":
+        dt = np.dtype(dtype)
+        if np.issubdtype(dt, np.integer):
+            info = np.iinfo(dt)
+            if info.min == 0:
+                return out * np.float32(1.0 / info.max)
+            return (out - np.float32(info.min)) * np.float32(1.0 / (float(info.max) - float(info.min)))
+        return out
+    lo, hi = scaling
+    return (out - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+
+
+def pixel_size_m(transform, crs, center_lat: float | None = None) -> tuple[float, float]:
+    """Ground size of one pixel (x, y) in metres, for rotated transforms too."""
+    sx = math.hypot(transform.a, transform.d)
+    sy = math.hypot(transform.b, transform.e)
+    if crs is None:
+        return sx, sy
+    if crs.is_geographic:
+        lat = math.radians(center_lat or 0.0)
+        return sx * 111_320.0 * max(math.cos(lat), 1e-6), sy * 110_574.0
+    factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
+    return sx * factor, sy * factor
+
+
+@dataclass
+class Scene:
+    """An open scene, ready for windowed reads on its (possibly resampled) grid."""
+
+    path: str
+    scene_id: str
+    dataset: object  # rasterio DatasetReader
+    indexes: tuple[int, ...]
+    scaling: object
+    crs: object  # rasterio CRS
+    transform: object  # affine of the grid (after resampling)
+    width: int
+    height: int
+    factor: tuple[float, float]  # grid pixels per source pixel (x, y)
+
+    @property
+    def resampled(self) -> bool:
+        return self.factor != (1.0, 1.0)
+
+    def read(self, col_off: int, row_off: int, width: int, height: int, pad_to: int | None = None):
+        """Read a grid window: float32 (h, w, C) and a boolean validity mask (h, w).
+
+        With ``pad_to`` the arrays are padded to ``pad_to`` x ``pad_to`` with
+        invalid pixels (for grids smaller than one tile).
+        """
+        from rasterio.enums import Resampling
+        from rasterio.windows import Window
+
+        ds = self.dataset
+        fx, fy = self.factor
+        window = Window(col_off / fx, row_off / fy, width / fx, height / fy)
+        out_shape = (len(self.indexes), height, width)
+        try:
+            if self.resampled:
+                raw = ds.read(self.indexes, window=window, out_shape=out_shape, resampling=Resampling.bilinear)
+                masks = ds.read_masks(self.indexes, window=window, out_shape=out_shape, resampling=Resampling.nearest)
+            else:
+                raw = ds.read(self.indexes, window=window)
+                masks = ds.read_masks(self.indexes, window=window)
+        except Exception as exc:  # rasterio raises several kinds for corrupt blocks
+            raise RasterReadError(
+                f"{self.path}: could not read pixels at column {col_off}, row {row_off} "
+                f"(truncated or corrupt file?): {exc}; re-download or re-export the scene"
+            ) from exc
+        valid = np.all(masks > 0, axis=0)
+        if np.issubdtype(raw.dtype, np.floating):
+            valid &= np.all(np.isfinite(raw), axis=0)
+        data = scale_to_float32(raw, raw.dtype, self.scaling)
+        data = np.moveaxis(data, 0, -1)
+        if not valid.all():
+            # fill nodata with the tile's valid mean per band, so detectors see no
+            # artificial edge at nodata borders (results there are dropped anyway)
+            fill = data[valid].mean(axis=0) if valid.any() else 0.0
+            data[~valid] = fill
+        if pad_to is not None and (height < pad_to or width < pad_to):
+            pd = np.zeros((pad_to, pad_to, data.shape[2]), np.float32)
+            pv = np.zeros((pad_to, pad_to), bool)
+            pd[:height, :width] = data
+            pv[:height, :width] = valid
+            data, valid = pd, pv
+        return np.ascontiguousarray(data), valid
+
+    def close(self) -> None:
+        self.dataset.close()
+
+    def __enter__(self) -> "Scene":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _check_file(path: str) -> None:
+    if "://" in path or path.startswith("/vsi"):
+        return  # remote or virtual paths: let GDAL tell
+    p = Path(path)
+    if not p.exists():
+        raise RasterReadError(f"{path}: no such file; check the path")
+    if p.is_dir():
+        raise RasterReadError(f"{path}: is a directory, not a raster; pass the image files inside it")
+    if p.stat().st_size == 0:
+        raise RasterReadError(f"{path}: file is empty (0 bytes); re-download or re-export the scene")
+
+
+def _resolve_bands(ds, path: str, wanted: tuple, override) -> tuple[int, ...]:
+    count = ds.count
+    descs = [(d or "").strip().lower() for d in ds.descriptions]
+    try:
+        interps = [ci.name.lower() for ci in ds.colorinterp]
+    except Exception:  # noqa: BLE001 - some drivers have none
+        interps = [""] * count
+    mapping = override if isinstance(override, dict) else {}
+    if override is not None and not isinstance(override, dict):
+        if len(override) != len(wanted):
+            raise BandError(
+                f"{path}: --bands gives {len(override)} band(s) but the detector needs {len(wanted)} ({', '.join(map(str, wanted))})"
+            )
+        wanted = tuple(override)
+    out = []
+    for b in wanted:
+        if isinstance(b, str):
+            key = b.lower()
+            if key.isdigit():
+                idx = int(key)
+            elif key in mapping:
+                idx = mapping[key]
+            elif key in descs:
+                idx = descs.index(key) + 1
+            elif key in interps and key in _COLORINTERP_NAMES and interps.count(key) == 1:
+                idx = interps.index(key) + 1
+            else:
+                have = ", ".join(f"{i + 1}={d or interps[i]}" for i, d in enumerate(descs)) or "none"
+                raise BandError(
+                    f"{path}: no band named {b!r} (bands: {have}); map it with --bands {b}=N"
+                )
+        else:
+            idx = int(b)
+        if not 1 <= idx <= count:
+            raise BandError(
+                f"{path}: the detector needs band {idx} but the file has {count} band(s); "
+                f"choose bands with --bands"
+            )
+        out.append(idx)
+    return tuple(out)
+
+
+def open_scene(
+    path,
+    *,
+    bands: tuple,
+    scaling="dtype",
+    band_override=None,
+    gsd_m: float | None = None,
+    gsd_tolerance: float = 0.1,
+    crs=None,
+    bounds: tuple[float, float, float, float] | None = None,
+    scene_id: str | None = None,
+) -> Scene:
+    """Open a scene for reading by a detector.
+
+    Parameters
+    ----------
+    path : any GDAL raster (GeoTIFF, COG, VRT, JPEG with world file, ...).
+    bands : the detector's bands (indexes or names); ``band_override`` replaces or maps them.
+    gsd_m : the detector's GSD; scenes off by more than ``gsd_tolerance`` (relative) are resampled.
+    crs, bounds : placement for scenes without one (``crs`` alone for scenes with a geotransform).
+    """
+    import rasterio
+    from affine import Affine
+    from rasterio.crs import CRS
+    from rasterio.errors import RasterioIOError
+    from rasterio.transform import from_bounds
+
+    path = os.fspath(path)
+    _check_file(path)
+    scaling = validate_scaling(scaling, lambda m: ConfigError(f"{path}: {m}"))
+    try:
+        ds = rasterio.open(path)
+    except RasterioIOError as exc:
+        msg = str(exc).split("\n")[0]
+        raise RasterReadError(f"{path}: not a raster GDAL can read ({msg}); check the file is a complete GeoTIFF/COG/VRT") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise RasterReadError(f"{path}: could not open ({type(exc).__name__}: {exc})") from exc
+    try:
+        if ds.count == 0 or ds.width == 0 or ds.height == 0:
+            raise RasterReadError(f"{path}: has no pixels (bands={ds.count}, size={ds.width}x{ds.height})")
+        src_crs = ds.crs
+        if crs is not None:
+            try:
+                user_crs = CRS.from_user_input(crs)
+            except Exception as exc:  # noqa: BLE001
+                raise GeoreferenceError(f"{path}: crs={crs!r} is not a CRS pyproj/GDAL knows ({exc})") from None
+            if src_crs is not None and src_crs != user_crs:
+                raise GeoreferenceError(
+                    f"{path}: the file's CRS is {src_crs.to_string()} but crs={crs!r} was given; drop crs= or fix the file"
+                )
+            src_crs = user_crs
+        transform = ds.transform
+        if bounds is not None:
+            if len(bounds) != 4:
+                raise GeoreferenceError(f"{path}: bounds must be (left, bottom, right, top)")
+            transform = from_bounds(*bounds, ds.width, ds.height)
+        elif transform.is_identity:
+            raise GeoreferenceError(
+                f"{path}: has no geotransform (not georeferenced); add a world file or pass bounds= and crs="
+            )
+        if src_crs is None:
+            raise GeoreferenceError(f"{path}: has no CRS; pass crs= (CLI: --crs EPSG:XXXX) if you know it")
+        idx = _resolve_bands(ds, path, tuple(bands), band_override)
+        width, height, factor = ds.width, ds.height, (1.0, 1.0)
+        if gsd_m is not None:
+            cx, cy = transform * (ds.width / 2, ds.height / 2)
+            lat = None
+            if src_crs.is_geographic:
+                lat = cy
+            gx, gy = pixel_size_m(transform, src_crs, lat)
+            if abs(gx / gsd_m - 1) > gsd_tolerance or abs(gy / gsd_m - 1) > gsd_tolerance:
+                width = max(1, int(round(ds.width * gx / gsd_m)))
+                height = max(1, int(round(ds.height * gy / gsd_m)))
+                factor = (width / ds.width, height / ds.height)
+                transform = transform * Affine.scale(1 / factor[0], 1 / factor[1])
+        sid = scene_id or Path(path).stem
+        return Scene(path, sid, ds, idx, scaling, src_crs, transform, width, height, factor)
+    except BaseException:
+        ds.close()
+        raise

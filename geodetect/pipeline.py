@@ -1,0 +1,313 @@
+"""``detect``: scenes in, georeferenced and de-duplicated detections out.
+
+The host side of the plugin contract: open, tile, batch, call the detector,
+check its results, stitch seams, georeference once, build the table. Reading
+runs in a prefetching thread so that I/O overlaps inference.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from geodetect import georef
+from geodetect.errors import ConfigError, GeodetectError, PluginError
+from geodetect.frames import make_detections
+from geodetect.io.raster import Scene, open_scene, parse_bands
+from geodetect.io.tiling import Tiling
+from geodetect.plugins._types import RESULT_TYPE, Boxes, Detector, Labels, Mask, Points, Task
+from geodetect.plugins.registry import resolve_detector
+
+__all__ = ["detect", "SceneStats"]
+
+log = logging.getLogger("geodetect")
+
+
+@dataclass
+class SceneStats:
+    """What happened to one scene (attached to the result as ``dets.attrs['geodetect']``)."""
+
+    scene_id: str
+    path: str
+    tiles_total: int = 0
+    tiles_run: int = 0
+    tiles_nodata: int = 0
+    detections: int = 0
+    duplicates_removed: int = 0
+    on_nodata_removed: int = 0
+    grid: tuple = ()
+    resampled_from: tuple | None = None
+    notes: list = field(default_factory=list)
+
+
+def _as_list(scenes) -> list:
+    if isinstance(scenes, (str, os.PathLike)):
+        return [scenes]
+    return list(scenes)
+
+
+def detect(
+    scenes,
+    detector,
+    *,
+    bands=None,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    crs_out="EPSG:4326",
+    crs=None,
+    bounds=None,
+    scaling=None,
+    gsd_tolerance: float = 0.1,
+    scene_ids: Sequence[str] | None = None,
+    progress: bool = True,
+):
+    """Run a detector over one or many scenes.
+
+    Parameters
+    ----------
+    scenes : a path or a list of paths (any GDAL raster).
+    detector : a registered name, a :class:`~geodetect.plugins.Detector` class or an instance.
+    bands : override the detector's bands: ``"4,3,2"``, ``(4, 3, 2)`` or a name map ``{"nir": 1}``.
+    tile_size, overlap : override the spec's tiling.
+    batch_size : tiles per ``predict`` call.
+    crs_out : CRS of the output geometries (EPSG:4326 by default).
+    crs, bounds : placement for scenes that lack it.
+    scaling : override the spec's scaling (``"dtype"``, ``"none"`` or ``(lo, hi)``).
+    gsd_tolerance : relative GSD difference above which a scene is resampled on read.
+    scene_ids : ids for the scenes (default: file stems).
+    progress : show a progress bar per scene.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame with the detections schema; per-scene statistics in
+    ``.attrs["geodetect"]``.
+
+    Examples
+    --------
+    >>> import geodetect as gd                                       # doctest: +SKIP
+    >>> dets = gd.detect("scene.tif", detector="sea-lion-counter")   # doctest: +SKIP
+    """
+    import pandas as pd
+
+    paths = _as_list(scenes)
+    if not paths:
+        raise ConfigError("no scenes given; pass a path or a list of paths")
+    if scene_ids is not None and len(scene_ids) != len(paths):
+        raise ConfigError(f"scene_ids has {len(scene_ids)} ids for {len(paths)} scenes")
+    det = resolve_detector(detector)
+    spec = det.spec
+    size = int(tile_size if tile_size is not None else spec.tile_size)
+    ov = int(overlap if overlap is not None else spec.overlap)
+    if not size > ov >= 0:
+        raise ConfigError(f"need tile size > overlap >= 0, got tile size {size} and overlap {ov}")
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    band_override = parse_bands(bands)
+    frames, stats = [], []
+    for k, path in enumerate(paths):
+        sid = scene_ids[k] if scene_ids is not None else None
+        with open_scene(
+            path,
+            bands=spec.bands,
+            scaling=scaling if scaling is not None else spec.scaling,
+            band_override=band_override,
+            gsd_m=spec.gsd_m,
+            gsd_tolerance=gsd_tolerance,
+            crs=crs,
+            bounds=bounds,
+            scene_id=sid,
+        ) as scene:
+            gdf, st = _detect_scene(det, scene, size, ov, batch_size, crs_out, progress)
+        frames.append(gdf)
+        stats.append(st)
+    out = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    out.attrs["geodetect"] = [asdict(s) for s in stats]
+    return out
+
+
+def _batches(scene: Scene, tiling: Tiling, batch_size: int, stats: SceneStats, stop: threading.Event):
+    """Yield (tile_ids, data (N,S,S,C), valids, n_skipped_since_last) batches."""
+    ids, datas, valids, skipped = [], [], [], 0
+    for i in range(len(tiling)):
+        if stop.is_set():
+            return
+        x0, y0, w, h = tiling.tile(i)
+        data, valid = scene.read(x0, y0, w, h, pad_to=tiling.size)
+        if not valid.any():
+            stats.tiles_nodata += 1
+            skipped += 1
+            continue
+        ids.append(i)
+        datas.append(data)
+        valids.append(valid)
+        if len(ids) == batch_size:
+            yield ids, np.stack(datas), valids, skipped
+            ids, datas, valids, skipped = [], [], [], 0
+    if ids or skipped:
+        yield ids, (np.stack(datas) if datas else None), valids, skipped
+
+
+def _prefetch(gen, depth: int = 2):
+    """Run a generator in a thread, ``depth`` items ahead; re-raise its errors."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def run():
+        try:
+            for item in gen:
+                q.put(item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+        q.put(done)
+
+    t = threading.Thread(target=run, name="geodetect-reader", daemon=True)
+    t.start()
+    while True:
+        item = q.get()
+        if item is done:
+            break
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+    t.join()
+
+
+def _check_results(det: Detector, results, n: int, size: int) -> list:
+    spec = det.spec
+    want = RESULT_TYPE[spec.task]
+    name = spec.name
+    if not isinstance(results, (list, tuple)) or len(results) != n:
+        got = f"{type(results).__name__} of {len(results)}" if hasattr(results, "__len__") else type(results).__name__
+        raise PluginError(f"detector {name!r}: predict() must return a list of {n} {want.__name__} (one per tile), got {got}")
+    for r in results:
+        if not isinstance(r, want):
+            raise PluginError(
+                f"detector {name!r} (task {spec.task.name}) returned {type(r).__name__} from predict(); expected {want.__name__}"
+            )
+        if isinstance(r, (Points, Boxes)):
+            coords = r.xy if isinstance(r, Points) else r.xyxy
+            if len(r.class_ids) and (r.class_ids.min() < 0 or r.class_ids.max() >= spec.n_classes):
+                raise PluginError(f"detector {name!r}: class_ids must be in 0..{spec.n_classes - 1}, got {np.unique(r.class_ids).tolist()}")
+            if not (np.all(np.isfinite(coords)) and np.all(np.isfinite(r.scores))):
+                raise PluginError(f"detector {name!r}: predict() returned NaN or infinite coordinates or scores")
+            if len(r.scores) and (r.scores.min() < 0 or r.scores.max() > 1):
+                raise PluginError(f"detector {name!r}: scores must be in 0..1, got {r.scores.min():.3g}..{r.scores.max():.3g}")
+        elif isinstance(r, Mask):
+            if r.probs.shape != (size, size, spec.n_classes):
+                raise PluginError(
+                    f"detector {name!r}: Mask.probs must have shape ({size}, {size}, {spec.n_classes}), got {r.probs.shape}"
+                )
+        elif isinstance(r, Labels):
+            if r.probs.shape != (spec.n_classes,):
+                raise PluginError(f"detector {name!r}: Labels.probs must have shape ({spec.n_classes},), got {r.probs.shape}")
+    return list(results)
+
+
+def _on_valid(xy_tile: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    h, w = valid.shape
+    c = np.clip(np.floor(xy_tile[:, 0]).astype(np.int64), 0, w - 1)
+    r = np.clip(np.floor(xy_tile[:, 1]).astype(np.int64), 0, h - 1)
+    inside = (xy_tile[:, 0] >= 0) & (xy_tile[:, 0] <= w) & (xy_tile[:, 1] >= 0) & (xy_tile[:, 1] <= h)
+    return inside & valid[r, c]
+
+
+def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_size: int, crs_out, progress: bool):
+    from tqdm.auto import tqdm
+
+    from geodetect.stitch import MaskMosaic, dedupe_boxes, dedupe_points
+
+    spec = det.spec
+    task = spec.task
+    tiling = Tiling(scene.width, scene.height, size, overlap)
+    st = SceneStats(scene.scene_id, scene.path, tiles_total=len(tiling), grid=(scene.width, scene.height))
+    if scene.resampled:
+        st.resampled_from = (scene.dataset.width, scene.dataset.height)
+        st.notes.append(
+            f"resampled {scene.dataset.width}x{scene.dataset.height} -> {scene.width}x{scene.height} to the detector's {spec.gsd_m} m GSD"
+        )
+    coords, cids, scores, tids = [], [], [], []
+    mosaic = MaskMosaic(scene.width, scene.height, spec.n_classes, spec.threshold) if task is Task.SEGMENTATION else None
+    stop = threading.Event()
+    bar = tqdm(total=len(tiling), desc=scene.scene_id, unit="tile", disable=not progress, leave=False)
+    try:
+        for ids, data, valids, skipped in _prefetch(_batches(scene, tiling, batch_size, st, stop)):
+            bar.update(skipped)
+            if not ids:
+                continue
+            try:
+                raw = det.predict(data)
+            except GeodetectError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise PluginError(f"detector {spec.name!r} failed in predict() on {scene.path}: {type(exc).__name__}: {exc}") from exc
+            results = _check_results(det, raw, len(ids), size)
+            for i, r, valid in zip(ids, results, valids):
+                x0, y0, w, h = tiling.tile(i)
+                if task is Task.POINTS or task is Task.BOXES:
+                    arr = r.xy if task is Task.POINTS else r.xyxy
+                    centre = arr if task is Task.POINTS else np.column_stack([(arr[:, 0] + arr[:, 2]) / 2, (arr[:, 1] + arr[:, 3]) / 2])
+                    ok = _on_valid(centre, valid)
+                    st.on_nodata_removed += int((~ok).sum())
+                    off = np.array([x0, y0] * (arr.shape[1] // 2), np.float64)
+                    coords.append(arr[ok] + off)
+                    cids.append(r.class_ids[ok])
+                    scores.append(r.scores[ok])
+                    tids.append(np.full(int(ok.sum()), i, np.int64))
+                elif task is Task.SEGMENTATION:
+                    mosaic.add(r.probs, valid, (x0, y0, w, h), tiling.owned(i))
+                else:
+                    cl, rl, ch, rh = tiling.owned(i)
+                    if not valid[rl - y0 : rh - y0, cl - x0 : ch - x0].any():
+                        continue
+                    coords.append(np.array([[cl, rl, ch, rh]], np.float64))
+                    cids.append(np.array([int(r.probs.argmax())]))
+                    scores.append(np.array([float(r.probs.max())], np.float32))
+                    tids.append(np.array([i]))
+            st.tiles_run += len(ids)
+            bar.update(len(ids))
+    finally:
+        stop.set()
+        bar.close()
+        if mosaic is not None and task is not Task.SEGMENTATION:
+            mosaic.cleanup()
+    width = 2 if task is Task.POINTS else 4
+    xy = np.concatenate(coords) if coords else np.zeros((0, width))
+    cid = np.concatenate(cids).astype(np.int64) if cids else np.zeros(0, np.int64)
+    sc = np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32)
+    tid = np.concatenate(tids) if tids else np.zeros(0, np.int64)
+    if task is Task.POINTS:
+        keep = dedupe_points(xy, cid, sc, tid, tiling.owned_arrays(tid), spec.merge_radius_px)
+        st.duplicates_removed = int(len(xy) - keep.sum())
+        xy, cid, sc = xy[keep], cid[keep], sc[keep]
+        geoms = georef.points_to_map(xy, scene.transform, scene.crs, crs_out)
+    elif task is Task.BOXES:
+        keep = dedupe_boxes(xy, cid, sc, tid, tiling.owned_arrays(tid), spec.nms_iou, spec.merge_radius_px)
+        st.duplicates_removed = int(len(xy) - keep.sum())
+        xy, cid, sc = xy[keep], cid[keep], sc[keep]
+        geoms = georef.boxes_to_map(xy, scene.transform, scene.crs, crs_out)
+    elif task is Task.SEGMENTATION:
+        try:
+            polys, cid, sc = mosaic.polygons()
+        finally:
+            mosaic.cleanup()
+        geoms = georef.polygons_to_map(polys, scene.transform, scene.crs, crs_out)
+    else:
+        geoms = georef.boxes_to_map(xy, scene.transform, scene.crs, crs_out)
+    area = georef.area_m2(geoms, crs_out)
+    names = np.asarray(spec.classes, dtype=object)[cid] if len(cid) else np.zeros(0, dtype=object)
+    gdf = make_detections(spec.name, spec.version, scene.scene_id, names, sc, geoms, area, crs_out)
+    st.detections = len(gdf)
+    if st.tiles_run == 0 and st.tiles_nodata:
+        st.notes.append(f"all {st.tiles_nodata} tiles were nodata: no detections")
+    elif st.tiles_nodata:
+        st.notes.append(f"{st.tiles_nodata} of {st.tiles_total} tiles were entirely nodata and skipped")
+    for note in st.notes:
+        log.info("%s: %s", scene.scene_id, note)
+    return gdf, st

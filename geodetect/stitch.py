@@ -1,0 +1,217 @@
+"""Seams: results of overlapping tiles become one set of detections per scene.
+
+Every tile *owns* a region of the grid (see :mod:`geodetect.io.tiling`).
+
+* Points and boxes: a tile keeps the detections whose centre lies in its owned
+  region widened by a margin; detections of one class from two different tiles
+  that are closer than ``merge_radius_px`` (points) or overlap more than
+  ``nms_iou`` (boxes; IoU or intersection over the smaller box, so a box cut
+  by a tile edge is matched with the whole one) are the same object, and the
+  one seen more centrally in its tile is reported.
+* Masks: centre-crop blending: each pixel takes the probabilities of the tile
+  that owns it; the class raster is kept on disk and polygonised in strips,
+  polygons cut by strip borders are joined again (``rasterio.features.shapes``).
+* Labels: one label per tile, its footprint the tile's owned region, so
+  footprints never overlap.
+
+All of it is vectorised over detections.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+__all__ = ["owned_distance", "dedupe_points", "dedupe_boxes", "MaskMosaic"]
+
+
+def owned_distance(centres: np.ndarray, owned: np.ndarray) -> np.ndarray:
+    """Chebyshev distance (pixels) of each centre outside its tile's owned box; 0 inside."""
+    dx = np.maximum(np.maximum(owned[:, 0] - centres[:, 0], centres[:, 0] - owned[:, 2]), 0.0)
+    dy = np.maximum(np.maximum(owned[:, 1] - centres[:, 1], centres[:, 1] - owned[:, 3]), 0.0)
+    return np.maximum(dx, dy)
+
+
+def _drop_losers(pairs: np.ndarray, priority_dist: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+    """For each duplicate pair drop the less central (then lower-scoring) detection."""
+    keep = np.ones(n, bool)
+    if len(pairs) == 0:
+        return keep
+    i, j = pairs[:, 0], pairs[:, 1]
+    i_wins = (priority_dist[i] < priority_dist[j]) | (
+        (priority_dist[i] == priority_dist[j]) & ((scores[i] > scores[j]) | ((scores[i] == scores[j]) & (i < j)))
+    )
+    keep[np.where(i_wins, j, i)] = False
+    return keep
+
+
+def dedupe_points(xy, class_ids, scores, tile_ids, owned, radius: float) -> np.ndarray:
+    """Boolean keep-mask for points in grid pixels; ``owned`` (K, 4) is each point's tile owned box."""
+    from scipy.spatial import cKDTree
+
+    xy = np.asarray(xy, np.float64)
+    n = len(xy)
+    if n == 0:
+        return np.zeros(0, bool)
+    dist = owned_distance(xy, owned)
+    keep = dist <= radius
+    idx = np.nonzero(keep)[0]
+    if radius > 0 and len(idx) > 1:
+        pairs = cKDTree(xy[idx]).query_pairs(radius, output_type="ndarray")
+        pairs = idx[pairs] if len(pairs) else pairs.reshape(0, 2)
+        same = (class_ids[pairs[:, 0]] == class_ids[pairs[:, 1]]) & (tile_ids[pairs[:, 0]] != tile_ids[pairs[:, 1]])
+        keep &= _drop_losers(pairs[same], dist, scores, n)
+    return keep
+
+
+def dedupe_boxes(xyxy, class_ids, scores, tile_ids, owned, iou: float, margin: float) -> np.ndarray:
+    """Boolean keep-mask for boxes in grid pixels (cross-tile NMS)."""
+    import shapely
+
+    xyxy = np.asarray(xyxy, np.float64)
+    n = len(xyxy)
+    if n == 0:
+        return np.zeros(0, bool)
+    centres = np.column_stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2])
+    dist = owned_distance(centres, owned)
+    keep = dist <= margin
+    idx = np.nonzero(keep)[0]
+    if len(idx) > 1:
+        b = xyxy[idx]
+        tree = shapely.STRtree(shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3]))
+        a_, b_ = tree.query(shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3]), predicate="intersects")
+        m = a_ < b_
+        pairs = np.column_stack([idx[a_[m]], idx[b_[m]]])
+        i, j = pairs[:, 0], pairs[:, 1]
+        cross = (class_ids[i] == class_ids[j]) & (tile_ids[i] != tile_ids[j])
+        pairs, i, j = pairs[cross], i[cross], j[cross]
+        iw = np.clip(np.minimum(xyxy[i, 2], xyxy[j, 2]) - np.maximum(xyxy[i, 0], xyxy[j, 0]), 0, None)
+        ih = np.clip(np.minimum(xyxy[i, 3], xyxy[j, 3]) - np.maximum(xyxy[i, 1], xyxy[j, 1]), 0, None)
+        inter = iw * ih
+        ai = (xyxy[i, 2] - xyxy[i, 0]) * (xyxy[i, 3] - xyxy[i, 1])
+        aj = (xyxy[j, 2] - xyxy[j, 0]) * (xyxy[j, 3] - xyxy[j, 1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou_ = inter / (ai + aj - inter)
+            iomin = inter / np.minimum(ai, aj)
+        dup = np.nan_to_num(np.maximum(iou_, iomin)) >= iou
+        keep &= _drop_losers(pairs[dup], dist, scores, n)
+    return keep
+
+
+class MaskMosaic:
+    """Centre-cropped class raster of a whole scene, kept on disk, polygonised in strips.
+
+    Band 1 holds the class (0 = none, k = class k-1), band 2 the winning
+    probability scaled to 0..255. Memory is bounded by the strip size.
+    """
+
+    def __init__(self, width: int, height: int, n_classes: int, threshold: float, workdir: str | None = None):
+        import rasterio
+
+        self.width, self.height, self.n_classes, self.threshold = width, height, n_classes, threshold
+        self._dir = tempfile.mkdtemp(prefix="geodetect-mosaic-", dir=workdir)
+        self.path = os.path.join(self._dir, "classes.tif")
+        bs = 256 if (width >= 256 and height >= 256) else None
+        profile = dict(driver="GTiff", width=width, height=height, count=2, dtype="uint8", compress="deflate")
+        if bs:
+            profile.update(tiled=True, blockxsize=bs, blockysize=bs)
+        self._ds = rasterio.open(self.path, "w", **profile)
+
+    def add(self, probs: np.ndarray, valid: np.ndarray, tile: tuple, owned: tuple) -> None:
+        """Write the owned part of one tile's probabilities (H, W, C)."""
+        from rasterio.windows import Window
+
+        x0, y0, _, _ = tile
+        cl, rl, ch, rh = owned
+        sub = probs[rl - y0 : rh - y0, cl - x0 : ch - x0]
+        ok = valid[rl - y0 : rh - y0, cl - x0 : ch - x0]
+        best = sub.argmax(axis=2)
+        pbest = np.take_along_axis(sub, best[..., None], axis=2)[..., 0]
+        on = (pbest >= self.threshold) & ok
+        cls = np.where(on, best + 1, 0).astype(np.uint8)
+        score = np.where(on, np.clip(np.rint(pbest * 255), 0, 255), 0).astype(np.uint8)
+        self._ds.write(np.stack([cls, score]), window=Window(cl, rl, ch - cl, rh - rl))
+
+    def polygons(self, strip_rows: int = 2048):
+        """Polygons in grid pixels: (geometries, class_ids, scores)."""
+        import shapely
+        from affine import Affine
+        from rasterio.features import shapes
+        from rasterio.windows import Window
+        from scipy import ndimage
+
+        self._ds.close()
+        import rasterio
+
+        geoms, cids, scores, npix, edge = [], [], [], [], []
+        with rasterio.open(self.path) as ds:
+            for r0 in range(0, self.height, strip_rows):
+                h = min(strip_rows, self.height - r0)
+                cls, sc = ds.read(window=Window(0, r0, self.width, h))
+                for c in np.unique(cls):
+                    if c == 0:
+                        continue
+                    lab, n = ndimage.label(cls == c)
+                    idx = np.arange(1, n + 1)
+                    cnt = ndimage.sum_labels(np.ones_like(lab), lab, idx)
+                    mean = ndimage.mean(sc.astype(np.float64), lab, idx) / 255.0
+                    for g, v in shapes(lab.astype(np.int32), mask=lab > 0, connectivity=4, transform=Affine.translation(0, r0)):
+                        k = int(v) - 1
+                        geom = shapely.geometry.shape(g)
+                        miny, maxy = geom.bounds[1], geom.bounds[3]
+                        geoms.append(geom)
+                        cids.append(int(c) - 1)
+                        scores.append(float(mean[k]))
+                        npix.append(float(cnt[k]))
+                        edge.append((r0 > 0 and miny <= r0) or (r0 + h < self.height and maxy >= r0 + h))
+        geoms = np.array(geoms, dtype=object)
+        cids, scores, npix, edge = map(np.asarray, (cids, scores, npix, edge))
+        if edge.any():
+            geoms, cids, scores = _join_across_strips(geoms, cids, scores, npix, edge)
+        self.cleanup()
+        return geoms, cids.astype(np.int64), scores.astype(np.float32)
+
+    def cleanup(self) -> None:
+        import shutil
+
+        try:
+            self._ds.close()
+        except Exception:  # noqa: BLE001
+            pass
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _join_across_strips(geoms, cids, scores, npix, edge):
+    """Union polygons of one class that share an edge across a strip border."""
+    import shapely
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    e = np.nonzero(edge)[0]
+    tree = shapely.STRtree(geoms[e])
+    a, b = tree.query(geoms[e], predicate="intersects")
+    m = (a < b) & (cids[e][a] == cids[e][b])
+    a, b = a[m], b[m]
+    if len(a):
+        shared = shapely.length(shapely.intersection(geoms[e][a], geoms[e][b])) > 0
+        a, b = a[shared], b[shared]
+    n = len(e)
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+    ncomp, comp = connected_components(graph, directed=False)
+    new_g, new_c, new_s = [], [], []
+    for k in range(ncomp):
+        members = e[comp == k]
+        if len(members) == 1:
+            i = members[0]
+            new_g.append(geoms[i]); new_c.append(cids[i]); new_s.append(scores[i])
+            continue
+        new_g.append(shapely.union_all(geoms[members]))
+        new_c.append(cids[members[0]])
+        new_s.append(float(np.average(scores[members], weights=npix[members])))
+    inner = np.nonzero(~edge)[0]
+    out_g = np.concatenate([geoms[inner], np.array(new_g, dtype=object)])
+    out_c = np.concatenate([cids[inner], np.array(new_c, dtype=np.int64)])
+    out_s = np.concatenate([scores[inner], np.array(new_s, dtype=np.float64)])
+    return out_g, out_c, out_s

@@ -1,0 +1,1 @@
+"""geodetect's built-in detectors, registered through the ``geodetect.detectors`` entry points."""
