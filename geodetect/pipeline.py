@@ -40,7 +40,7 @@ class SceneStats:
     tiles_nodata: int = 0
     detections: int = 0
     duplicates_removed: int = 0
-    on_nodata_removed: int = 0
+    on_nodata_removed: int = 0  # on nodata, or within merge_radius_px of it (edge artefacts)
     grid: tuple = ()
     resampled_from: tuple | None = None
     notes: list = field(default_factory=list)
@@ -210,12 +210,26 @@ def _check_results(det: Detector, results, n: int, size: int) -> list:
     return list(results)
 
 
-def _on_valid(xy_tile: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def _on_valid(xy_tile: np.ndarray, valid: np.ndarray, extent: tuple[int, int], margin: float) -> np.ndarray:
+    """Detections inside the tile, on valid pixels, at least ``margin`` px from nodata.
+
+    ``extent`` is the (w, h) of the tile inside the image: padding beyond it
+    is the image edge, not nodata, and does not count for the margin.
+    """
     h, w = valid.shape
     c = np.clip(np.floor(xy_tile[:, 0]).astype(np.int64), 0, w - 1)
     r = np.clip(np.floor(xy_tile[:, 1]).astype(np.int64), 0, h - 1)
     inside = (xy_tile[:, 0] >= 0) & (xy_tile[:, 0] <= w) & (xy_tile[:, 1] >= 0) & (xy_tile[:, 1] <= h)
-    return inside & valid[r, c]
+    ok = inside & valid[r, c]
+    ew, eh = extent
+    nodata = ~valid[:eh, :ew]
+    if margin > 0 and nodata.any() and ok.any():
+        from scipy import ndimage
+
+        dist = np.full(valid.shape, np.inf)
+        dist[:eh, :ew] = ndimage.distance_transform_edt(~nodata)
+        ok &= dist[r, c] > margin
+    return ok
 
 
 def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_size: int, crs_out, progress: bool):
@@ -253,7 +267,7 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
                 if task is Task.POINTS or task is Task.BOXES:
                     arr = r.xy if task is Task.POINTS else r.xyxy
                     centre = arr if task is Task.POINTS else np.column_stack([(arr[:, 0] + arr[:, 2]) / 2, (arr[:, 1] + arr[:, 3]) / 2])
-                    ok = _on_valid(centre, valid)
+                    ok = _on_valid(centre, valid, (w, h), spec.merge_radius_px)
                     st.on_nodata_removed += int((~ok).sum())
                     off = np.array([x0, y0] * (arr.shape[1] // 2), np.float64)
                     coords.append(arr[ok] + off)

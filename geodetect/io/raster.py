@@ -119,9 +119,10 @@ class Scene:
                 raw = ds.read(self.indexes, window=window)
                 masks = ds.read_masks(self.indexes, window=window)
         except Exception as exc:  # rasterio raises several kinds for corrupt blocks
+            detail = " ".join(str(exc.__cause__ or exc).split())
             raise RasterReadError(
                 f"{self.path}: could not read pixels at column {col_off}, row {row_off} "
-                f"(truncated or corrupt file?): {exc}; re-download or re-export the scene"
+                f"(truncated or corrupt file?): {detail}; re-download or re-export the scene"
             ) from exc
         valid = np.all(masks > 0, axis=0)
         if np.issubdtype(raw.dtype, np.floating):

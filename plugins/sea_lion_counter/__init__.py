@@ -96,10 +96,16 @@ class SeaLionCounter(Detector):
 
     @staticmethod
     def classify(sigma: np.ndarray, polarity: np.ndarray, brightness: np.ndarray) -> np.ndarray:
-        """First-guess class from blob scale (body width) and brightness; dark blobs are pups."""
+        """First-guess class from blob scale (body width) and centre brightness (0..1).
+
+        Calibrated on geodetect.simulate's pelage colours (pups nearly black,
+        cows the palest, bulls darker than subadult males): on real imagery the
+        classes are a guess until the CNN stage replaces this rule.
+        """
+        big = sigma >= 4.5
         ids = np.select(
-            [polarity < 0, sigma >= 4.0, sigma >= 3.0, brightness >= 0.72, sigma >= 2.2],
-            [4, 0, 1, 2, 3],
+            [brightness < 0.32, brightness >= 0.575, big & (brightness < 0.512), big, sigma >= 3.4],
+            [4, 2, 0, 1, 2],
             default=3,
         )
         return ids.astype(np.int64)

@@ -1,0 +1,27 @@
+# geodetect: `make demo` and `make test` each set up .venv from scratch when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.geodetect-installed
+
+.PHONY: venv test test-fast demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: venv          ## the whole test suite
+	$(BIN)/python -m pytest -q
+
+test-fast: venv     ## skip tests marked slow
+	$(BIN)/python -m pytest -q -m "not slow"
+
+demo: venv          ## simulate two Aleutian rookery scenes, count sea lions per borough, write out/demo/
+	$(BIN)/python scripts/demo.py out/demo
+
+clean:
+	rm -rf $(VENV) out .pytest_cache build *.egg-info

@@ -1,0 +1,221 @@
+"""The ``geodetect`` command: a thin layer over the library, one command per function.
+
+Every :class:`~geodetect.errors.GeodetectError` becomes ``error: <message>``
+on stderr and exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+
+from geodetect.errors import ConfigError, GeodetectError
+
+EXIT_OK = 0
+EXIT_ERROR = 2
+
+_EPILOG = """\
+examples:
+  geodetect detectors
+  geodetect detect scene.tif --detector sea-lion-counter --out lions.parquet
+  geodetect detect a.tif b.tif --detector sea-lion-counter --out lions.gpkg --no-progress
+  geodetect simulate rookery.tif --objects 80 --seed 1
+
+exit codes: 0 success, 2 error (message on stderr), 130 interrupted
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    from geodetect import __version__
+
+    p = argparse.ArgumentParser(
+        prog="geodetect",
+        description="Run detectors over georeferenced imagery and write the detections as spatial tables.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"geodetect {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more detail to stderr")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser(
+        "detect",
+        help="run a detector over scenes",
+        description="Run a detector over one or more scenes (any GDAL raster: GeoTIFF, COG, VRT) and write "
+        "the detections, georeferenced and de-duplicated across tile seams.",
+    )
+    d.add_argument("scenes", nargs="+", metavar="SCENE", help="raster files")
+    d.add_argument("--detector", "-d", required=True, help="detector name (see `geodetect detectors`)")
+    d.add_argument(
+        "--out", "-o", help="output file; format by extension: .parquet (GeoParquet), .geojson, .fgb, .gpkg, .csv. "
+        "Without it, GeoJSON goes to stdout",
+    )
+    d.add_argument("--tile-size", type=int, help="tile size in pixels (default: the detector's)")
+    d.add_argument("--overlap", type=int, help="overlap between tiles in pixels (default: the detector's)")
+    d.add_argument("--batch-size", type=int, default=8, help="tiles per model call (default: 8)")
+    d.add_argument(
+        "--bands", help="bands to feed the detector: indexes '4,3,2', or a name map 'nir=1,red=2,green=3' "
+        "(default: the detector's, matched by index or band description)",
+    )
+    d.add_argument("--crs", help="CRS of scenes that have none, e.g. EPSG:32633")
+    d.add_argument(
+        "--bounds", nargs=4, type=float, metavar=("LEFT", "BOTTOM", "RIGHT", "TOP"),
+        help="placement of scenes without a geotransform, in --crs units",
+    )
+    d.add_argument("--crs-out", default="EPSG:4326", help="CRS of the output geometries (default: EPSG:4326)")
+    d.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    d.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    d.set_defaults(func=_cmd_detect)
+
+    ls = sub.add_parser("detectors", help="list detectors, or show one", description="List the installed detectors.")
+    ls.add_argument("action", nargs="?", choices=["info"], help="`info NAME` shows one detector in full")
+    ls.add_argument("name", nargs="?", help="detector name for `info`")
+    ls.set_defaults(func=_cmd_detectors)
+
+    s = sub.add_parser(
+        "simulate", help="write a synthetic scene with ground truth",
+        description="Write a georeferenced synthetic sea-lion rookery scene (GeoTIFF) and its ground truth "
+        "(<out stem>_truth.geojson).",
+    )
+    s.add_argument("out", help="output GeoTIFF")
+    s.add_argument("--size", type=int, nargs=2, default=(2048, 2048), metavar=("W", "H"))
+    s.add_argument("--gsd", type=float, default=0.1, help="metres per pixel (default 0.1)")
+    s.add_argument("--crs", default="EPSG:32602", help="CRS of the scene (default EPSG:32602, UTM 2N)")
+    s.add_argument("--center", type=float, nargs=2, default=(-168.0, 52.8), metavar=("LON", "LAT"))
+    s.add_argument("--objects", type=int, default=80, help="number of animals")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_cmd_simulate)
+    return p
+
+
+def _say(args, msg: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(msg, file=sys.stderr)
+
+
+def _cmd_detect(args) -> int:
+    from geodetect.frames import write
+    from geodetect.pipeline import detect
+
+    if args.bounds and not args.crs:
+        raise ConfigError("--bounds needs --crs to say what the numbers are in")
+    dets = detect(
+        args.scenes,
+        args.detector,
+        bands=args.bands,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        crs_out=args.crs_out,
+        crs=args.crs,
+        bounds=tuple(args.bounds) if args.bounds else None,
+        progress=not (args.no_progress or args.quiet),
+    )
+    for st in dets.attrs.get("geodetect", []):
+        _say(
+            args,
+            f"{st['path']}: {st['detections']} detections from {st['tiles_run']} of {st['tiles_total']} tiles "
+            f"({st['tiles_nodata']} nodata tiles skipped, {st['duplicates_removed']} seam duplicates merged)",
+        )
+        for note in st["notes"]:
+            _say(args, f"note: {st['path']}: {note}")
+    if args.out:
+        path = write(dets, args.out)
+        _say(args, f"wrote {len(dets)} detections to {path}")
+    else:
+        sys.stdout.write(dets.to_json(drop_id=True))
+        sys.stdout.write("\n")
+    return EXIT_OK
+
+
+def _cmd_detectors(args) -> int:
+    from geodetect.plugins import get_detector, list_detectors
+
+    if args.action == "info":
+        if not args.name:
+            raise ConfigError("`geodetect detectors info` needs a detector name")
+        rows = {r.name: r for r in list_detectors(load=True)}
+        row = rows.get(args.name)
+        if row is None:
+            get_detector(args.name)  # raises the standard not-found error
+        if row.error:
+            raise GeodetectError(row.error)
+        spec = row.spec
+        fields = [
+            ("name", spec.name), ("version", spec.version), ("package", f"{row.package} {row.package_version}".strip()),
+            ("target", row.target), ("task", spec.task.name), ("classes", ", ".join(spec.classes)),
+            ("bands", ", ".join(map(str, spec.bands))), ("tile size", spec.tile_size), ("overlap", spec.overlap),
+            ("GSD (m)", spec.gsd_m if spec.gsd_m is not None else "any"), ("scaling", spec.scaling),
+            ("weights sha256", spec.weights_sha256 or "-"), ("licence", spec.licence or "-"),
+            ("description", spec.description or "-"),
+        ]
+        for k, v in fields:
+            print(f"{k + ':':16} {v}")
+        return EXIT_OK
+    rows = list_detectors(load=True)
+    if not rows:
+        print("no detectors installed")
+        return EXIT_OK
+    header = ("NAME", "TASK", "CLASSES", "BANDS", "TILE", "GSD_M", "VERSION", "PACKAGE")
+    table = []
+    for r in rows:
+        pkg = f"{r.package} {r.package_version}".strip()
+        if r.error:
+            table.append((r.name, "BROKEN", r.error, "", "", "", "", pkg))
+            continue
+        s = r.spec
+        table.append((
+            s.name, s.task.name, ",".join(s.classes), ",".join(map(str, s.bands)),
+            f"{s.tile_size}/{s.overlap}", "any" if s.gsd_m is None else f"{s.gsd_m:g}", s.version, pkg,
+        ))
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *[t for t in table if t[1] != "BROKEN"] or [header])]
+    for t in [header] + table:
+        if t[1] == "BROKEN":
+            print(f"{t[0]:{widths[0]}}  BROKEN  {t[2]}")
+        else:
+            print("  ".join(f"{str(x):{w}}" for x, w in zip(t, widths)).rstrip())
+    return EXIT_OK
+
+
+def _cmd_simulate(args) -> int:
+    from pathlib import Path
+
+    from geodetect.frames import write
+    from geodetect.simulate import make_scene
+
+    sim = make_scene(args.out, crs=args.crs, center=tuple(args.center), size=tuple(args.size), gsd_m=args.gsd,
+                     n_objects=args.objects, seed=args.seed)
+    truth = Path(args.out).with_name(Path(args.out).stem + "_truth.geojson")
+    write(sim.truth, truth)
+    print(f"wrote {sim.path} ({sim.width}x{sim.height}, {sim.crs}) and {truth} ({len(sim.truth)} animals)", file=sys.stderr)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``geodetect`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_ERROR
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.getLogger("rasterio").setLevel(logging.CRITICAL)  # GDAL noise; our errors say what happened
+    if not args.verbose:
+        warnings.simplefilter("ignore")
+    try:
+        return args.func(args)
+    except GeodetectError as exc:
+        msg = " ".join(str(exc).split())
+        print(f"error: {msg}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
