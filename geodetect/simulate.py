@@ -89,9 +89,9 @@ def _transform(crs, center, size, gsd_m, rotation_deg, south_up):
     # centre pixel at (x, y); rotation about the scene centre
     t = (
         Affine.translation(x, y)
-        * Affine.rotation(rotation_deg)
-        * Affine.scale(px, sign * py)
-        * Affine.translation(-w / 2.0, -h / 2.0)
+        @ Affine.rotation(rotation_deg)
+        @ Affine.scale(px, sign * py)
+        @ Affine.translation(-w / 2.0, -h / 2.0)
     )
     return t, c
 
@@ -227,7 +227,7 @@ def make_scene(
     # ground truth: affine and pyproj directly
     xs, ys = [], []
     for cx, cy in positions:
-        x, y = transform * (cx, cy)
+        x, y = transform @ (cx, cy)
         xs.append(x)
         ys.append(y)
     lon, lat = Transformer.from_crs(c, "EPSG:4326", always_xy=True).transform(np.array(xs), np.array(ys))

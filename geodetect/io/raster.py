@@ -271,7 +271,7 @@ def open_scene(
         idx = _resolve_bands(ds, path, tuple(bands), band_override)
         width, height, factor = ds.width, ds.height, (1.0, 1.0)
         if gsd_m is not None:
-            cx, cy = transform * (ds.width / 2, ds.height / 2)
+            cx, cy = transform @ (ds.width / 2, ds.height / 2)
             lat = None
             if src_crs.is_geographic:
                 lat = cy
@@ -280,7 +280,7 @@ def open_scene(
                 width = max(1, int(round(ds.width * gx / gsd_m)))
                 height = max(1, int(round(ds.height * gy / gsd_m)))
                 factor = (width / ds.width, height / ds.height)
-                transform = transform * Affine.scale(1 / factor[0], 1 / factor[1])
+                transform = transform @ Affine.scale(1 / factor[0], 1 / factor[1])
         sid = scene_id or Path(path).stem
         return Scene(path, sid, ds, idx, scaling, src_crs, transform, width, height, factor)
     except BaseException:

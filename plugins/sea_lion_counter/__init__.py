@@ -34,21 +34,26 @@ def log_blobs(gray: np.ndarray, sigmas, threshold: float, nms_radius: int):
     if len(rows) == 0:
         return np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros(0)
     h, w = resp.shape
-    # sub-pixel: parabola through the peak and its two neighbours, per axis
+    # sub-pixel: a 2-D quadratic (with the cross term, for tilted elongated bodies)
+    # fitted to the 3x3 neighbourhood of the peak in its own scale's response
+    k = best[rows, cols]
     rc = np.clip(rows, 1, h - 2)
     cc = np.clip(cols, 1, w - 2)
-    f0 = resp[rc, cc]
 
-    def offset(fm, fp):
-        den = fm - 2 * f0 + fp
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d = np.where(den < 0, 0.5 * (fm - fp) / den, 0.0)
-        return np.clip(np.nan_to_num(d), -0.5, 0.5)
+    def f(dr, dc):
+        return mag[k, rc + dr, cc + dc]
 
-    dx = offset(resp[rc, cc - 1], resp[rc, cc + 1])
-    dy = offset(resp[rc - 1, cc], resp[rc + 1, cc])
-    dx = np.where(cc == cols, dx, 0.0)
-    dy = np.where(rc == rows, dy, 0.0)
+    gx = (f(0, 1) - f(0, -1)) / 2
+    gy = (f(1, 0) - f(-1, 0)) / 2
+    hxx = f(0, 1) - 2 * f(0, 0) + f(0, -1)
+    hyy = f(1, 0) - 2 * f(0, 0) + f(-1, 0)
+    hxy = (f(1, 1) - f(1, -1) - f(-1, 1) + f(-1, -1)) / 4
+    det = hxx * hyy - hxy * hxy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dx = np.where(det > 0, -(hyy * gx - hxy * gy) / det, 0.0)
+        dy = np.where(det > 0, -(hxx * gy - hxy * gx) / det, 0.0)
+    dx = np.where(cc == cols, np.clip(np.nan_to_num(dx), -0.5, 0.5), 0.0)
+    dy = np.where(rc == rows, np.clip(np.nan_to_num(dy), -0.5, 0.5), 0.0)
     xy = np.column_stack([cols + 0.5 + dx, rows + 0.5 + dy])
     sig = np.asarray(sigmas, float)[best[rows, cols]]
     pol = np.sign(signed[rows, cols])

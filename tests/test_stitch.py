@@ -1,0 +1,105 @@
+"""Seams for every task: an object seen by two tiles is reported once, with its whole extent."""
+
+import numpy as np
+import pytest
+import shapely
+
+import geodetect as gd
+from detectors import BrightBoxes, BrightMask, BrightPoints, MeanLabel
+from geodetect.io.tiling import Tiling
+from geodetect.simulate import seam_positions
+from geodetect.stitch import dedupe_points
+
+
+def _squares(shape, centres, half=2):
+    img = np.zeros(shape, np.uint8)
+    for c, r in centres:
+        img[int(r) - half : int(r) + half, int(c) - half : int(c) + half] = 255
+    return img
+
+
+def test_points_on_seams_reported_once(write_raster):
+    seams = seam_positions(300, 64, 16).astype(int)
+    centres = [(x, y) for x in seams[::3] for y in seams[::3]] + [(x, 30) for x in seams[1::3]]
+    path = write_raster(_squares((300, 300), centres))
+    dets = gd.detect(path, BrightPoints, progress=False)
+    assert len(dets) == len(centres)
+    st = dets.attrs["geodetect"][0]
+    assert st["duplicates_removed"] > 0  # the seams really produced duplicates
+    # back to pixel space: each square's centre (an integer pixel corner) within 0.01 px
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs(4326, 32610, always_xy=True).transform(dets.geometry.x, dets.geometry.y)
+    cols, rows = np.asarray(x) - 500000, 4200000 - np.asarray(y)
+    got = sorted(zip(np.round(cols, 2), np.round(rows, 2)))
+    assert got == sorted((float(c), float(r)) for c, r in centres)
+
+
+def test_boxes_on_seams_reported_once_whole(write_raster):
+    # rectangles 10 px wide straddling the seams: each tile sees a cut piece, the owner the whole box
+    img = np.zeros((200, 200), np.uint8)
+    rects = [(40, 10, 52, 20), (88, 90, 100, 102), (140, 140, 152, 150), (5, 180, 15, 190)]
+    for c0, r0, c1, r1 in rects:
+        img[r0:r1, c0:c1] = 255
+    path = write_raster(img)
+    dets = gd.detect(path, BrightBoxes, progress=False, crs_out="EPSG:32610")
+    assert len(dets) == len(rects)
+    got = sorted(tuple(np.round([b[0] - 500000, 4200000 - b[3], b[2] - 500000, 4200000 - b[1]], 6))
+                 for b in dets.geometry.bounds.values)
+    assert got == sorted(tuple(float(v) for v in r) for r in rects)
+    assert np.allclose(sorted(dets.area_m2), sorted((c1 - c0) * (r1 - r0) for c0, r0, c1, r1 in rects), rtol=2e-3)
+
+
+def test_mask_across_many_tiles_is_one_polygon(write_raster):
+    img = np.zeros((400, 400), np.uint8)
+    img[30:370, 50:330] = 255  # one lake over ~36 tiles
+    img[100:140, 100:140] = 0  # an island: the lake has a hole
+    img[380:390, 380:390] = 255  # a pond in the corner
+    path = write_raster(img)
+    dets = gd.detect(path, BrightMask, progress=False, crs_out="EPSG:32610")
+    assert len(dets) == 2
+    lake = dets.loc[dets.area_m2.idxmax()].geometry
+    assert lake.is_valid and len(lake.interiors) == 1
+    assert lake.area == pytest.approx(340 * 280 - 40 * 40)
+    assert dets.area_m2.max() == pytest.approx(340 * 280 - 40 * 40, rel=2e-3)  # equal-area vs UTM
+    assert sorted(dets.area_m2.round(-1))[0] == pytest.approx(100, abs=10)
+
+
+def test_mask_polygons_joined_across_strips(write_raster, monkeypatch):
+    """Polygonising in strips (bounded memory) joins polygons cut by strip borders."""
+    from geodetect import stitch
+
+    img = np.zeros((300, 120), np.uint8)
+    img[10:290, 20:40] = 255  # tall bar crossing every strip
+    img[50:60, 60:100] = 255  # small block inside one strip
+    path = write_raster(img)
+    orig = stitch.MaskMosaic.polygons
+    monkeypatch.setattr(stitch.MaskMosaic, "polygons", lambda self, strip_rows=2048: orig(self, strip_rows=64))
+    dets = gd.detect(path, BrightMask, progress=False, crs_out="EPSG:32610")
+    assert len(dets) == 2
+    assert sorted(shapely.area(dets.geometry.values).round()) == [400.0, 280.0 * 20]
+    assert all(g.geom_type == "Polygon" for g in dets.geometry)
+
+
+def test_labels_footprints_partition_the_scene(write_raster):
+    img = np.zeros((150, 200), np.uint8)
+    img[:, 100:] = 255
+    path = write_raster(img)
+    dets = gd.detect(path, MeanLabel, progress=False, crs_out="EPSG:32610")
+    t = Tiling(200, 150, 64, 0)
+    assert len(dets) == len(t)
+    union = shapely.union_all(dets.geometry.values)
+    assert union.area == pytest.approx(200 * 150)
+    assert dets.geometry.area.sum() == pytest.approx(200 * 150)  # no overlaps
+    bright = dets[dets.class_name == "bright"]
+    assert bright.geometry.centroid.x.min() - 500000 >= 100
+
+
+def test_dedupe_prefers_the_more_central_detection():
+    xy = np.array([[10.0, 10.0], [10.5, 10.2], [50.0, 50.0]])
+    owned = np.array([[0, 0, 10.2, 64], [10.2, 0, 64, 64], [0, 0, 64, 64]])
+    keep = dedupe_points(xy, np.zeros(3, int), np.array([0.9, 0.5, 1.0]), np.array([0, 1, 0]), owned, 2.0)
+    assert keep.tolist() == [True, False, True]
+    # different classes are never merged
+    keep = dedupe_points(xy, np.array([0, 1, 0]), np.ones(3), np.array([0, 1, 0]), owned, 2.0)
+    assert keep.tolist() == [True, True, True]
