@@ -96,11 +96,13 @@ def _say(args, msg: str) -> None:
 
 
 def _cmd_detect(args) -> int:
-    from geodetect.frames import write
+    from geodetect.frames import check_output_path, write
     from geodetect.pipeline import detect
 
     if args.bounds and not args.crs:
         raise ConfigError("--bounds needs --crs to say what the numbers are in")
+    if args.out:
+        check_output_path(args.out)  # fail before a long run, not after it
     dets = detect(
         args.scenes,
         args.detector,

@@ -15,7 +15,7 @@ import numpy as np
 
 from geodetect.errors import ConfigError, OutputError, VectorReadError
 
-__all__ = ["COLUMNS", "FORMATS", "empty_detections", "make_detections", "write", "read"]
+__all__ = ["COLUMNS", "FORMATS", "check_output_path", "empty_detections", "make_detections", "write", "read"]
 
 COLUMNS = ("detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2")
 
@@ -56,6 +56,11 @@ def empty_detections(crs="EPSG:4326"):
     return make_detections("", "", "", [], [], [], [], crs)
 
 
+def check_output_path(path) -> str:
+    """The format for ``path`` (by extension), or ConfigError: call before long work."""
+    return _format_for(Path(os.fspath(path)))
+
+
 def _format_for(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -91,15 +96,16 @@ def write(dets, path, *, overwrite: bool = True) -> Path:
         if fmt == "parquet":
             dets.to_parquet(tmp, index=False)
         elif fmt == "csv":
-            df = dets.drop(columns=dets.geometry.name).assign(wkt=dets.geometry.to_wkt())
+            df = dets.drop(columns=dets.geometry.name).assign(wkt=dets.geometry.to_wkt(rounding_precision=-1))
             df.to_csv(tmp, index=False)
         else:
-            dets.to_file(tmp, driver=fmt, engine="pyogrio")
+            layer = {"layer": path.stem} if fmt == "GPKG" else {}
+            dets.to_file(tmp, driver=fmt, engine="pyogrio", **layer)
         os.replace(tmp, path)
-    except Exception as exc:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(exc, OutputError):
+        if not isinstance(exc, Exception) or isinstance(exc, OutputError):
             raise
         raise OutputError(f"{path}: could not write {fmt} ({type(exc).__name__}: {exc})") from exc
     return path

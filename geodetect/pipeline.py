@@ -67,6 +67,7 @@ def detect(
     gsd_tolerance: float = 0.1,
     scene_ids: Sequence[str] | None = None,
     progress: bool = True,
+    gdal_cache_mb: int = 64,
 ):
     """Run a detector over one or many scenes.
 
@@ -83,6 +84,8 @@ def detect(
     gsd_tolerance : relative GSD difference above which a scene is resampled on read.
     scene_ids : ids for the scenes (default: file stems).
     progress : show a progress bar per scene.
+    gdal_cache_mb : GDAL block cache while reading (GDAL's default is 5 % of RAM, which
+        would let memory grow with the scene up to that size).
 
     Returns
     -------
@@ -110,6 +113,19 @@ def detect(
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     band_override = parse_bands(bands)
+    import rasterio
+
+    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb) * 2**20):
+        frames, stats = _detect_all(paths, det, scene_ids, scaling, band_override, gsd_tolerance, crs, bounds,
+                                    size, ov, batch_size, crs_out, progress)
+    out = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    out.attrs["geodetect"] = [asdict(s) for s in stats]
+    return out
+
+
+def _detect_all(paths, det, scene_ids, scaling, band_override, gsd_tolerance, crs, bounds, size, ov, batch_size,
+                crs_out, progress):
+    spec = det.spec
     frames, stats = [], []
     for k, path in enumerate(paths):
         sid = scene_ids[k] if scene_ids is not None else None
@@ -127,9 +143,7 @@ def detect(
             gdf, st = _detect_scene(det, scene, size, ov, batch_size, crs_out, progress)
         frames.append(gdf)
         stats.append(st)
-    out = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    out.attrs["geodetect"] = [asdict(s) for s in stats]
-    return out
+    return frames, stats
 
 
 def _batches(scene: Scene, tiling: Tiling, batch_size: int, stats: SceneStats, stop: threading.Event):

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ UTM10N = "EPSG:32610"
 def _write_tif(path: Path, arr, *, crs=UTM10N, transform="default", nodata=None, **extra) -> Path:
     """Write (bands, rows, cols) as a GeoTIFF at 0.1 m/pixel (the detector's GSD)."""
     import rasterio
+    import rasterio.errors
     from rasterio.transform import from_origin
 
     arr = np.asarray(arr)
@@ -42,8 +44,10 @@ def _write_tif(path: Path, arr, *, crs=UTM10N, transform="default", nodata=None,
     if nodata is not None:
         profile["nodata"] = nodata
     profile.update(extra)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(arr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(arr)
     return path
 
 
@@ -224,6 +228,8 @@ def test_bad_tiling(tmp_path, outdir):
 
 
 def test_unknown_output_extension(tmp_path, outdir):
+    """A bad --out is a bad input like the others: one error line, and it should be
+    caught before any scene is processed (not after a possibly long run)."""
     scene = _write_tif(tmp_path / "good.tif", _noise())
     out = outdir / "out.xyz"
     _assert_clean_error(_detect(scene, out, cwd=tmp_path), str(out), out)
@@ -285,7 +291,7 @@ def test_no_crs_succeeds_with_crs_option(tmp_path, outdir):
     assert (dets["scene_id"] == "sim_no_crs").all()
     # footprint of the scene in lon/lat, from the transform and pyproj directly
     to_ll = Transformer.from_crs(UTM10N, "EPSG:4326", always_xy=True)
-    cx, cy = zip(*[transform * c for c in [(0, 0), (256, 0), (0, 256), (256, 256)]])
+    cx, cy = zip(*[transform @ c for c in [(0, 0), (256, 0), (0, 256), (256, 256)]])
     lon, lat = to_ll.transform(np.array(cx), np.array(cy))
     assert dets.geometry.x.between(min(lon), max(lon)).all()
     assert dets.geometry.y.between(min(lat), max(lat)).all()
