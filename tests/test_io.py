@@ -1,0 +1,109 @@
+"""Raster input: formats, masks, band mapping, scaling, resampling."""
+
+import numpy as np
+import pytest
+import rasterio
+
+import geodetect as gd
+from detectors import BrightPoints
+from geodetect.errors import BandError, ConfigError
+from geodetect.io.raster import open_scene, parse_bands, scale_to_float32
+
+
+def _spots(shape=(200, 200), spots=((50, 50), (150, 120))):
+    img = np.full(shape, 20, np.uint8)
+    for c, r in spots:
+        img[r - 2 : r + 2, c - 2 : c + 2] = 250
+    return img
+
+
+def test_vrt_input(write_raster, tmp_path):
+    src = write_raster(_spots())
+    vrt = tmp_path / "scene.vrt"
+    with rasterio.open(src) as ds:
+        from rasterio.vrt import WarpedVRT
+        from rasterio.shutil import copy
+
+        with WarpedVRT(ds) as v:
+            copy(v, vrt, driver="VRT")
+    dets = gd.detect(str(vrt), BrightPoints, progress=False)
+    assert len(dets) == 2 and dets.scene_id.iloc[0] == "scene"
+
+
+def test_nodata_value_and_all_nodata_tiles(write_raster):
+    img = _spots((256, 256), ((40, 40), (200, 200)))
+    img[:, 128:] = 0  # right half nodata: (200, 200) is under it
+    path = write_raster(img, nodata=0)
+    dets = gd.detect(path, BrightPoints, progress=False)
+    st = dets.attrs["geodetect"][0]
+    assert len(dets) == 1
+    assert st["tiles_nodata"] > 0 and st["tiles_run"] + st["tiles_nodata"] == st["tiles_total"]
+    assert any("nodata" in n for n in st["notes"])
+
+
+def test_internal_mask_is_honoured(tmp_path):
+    from rasterio.transform import from_origin
+
+    img = _spots((256, 256), ((40, 40), (200, 200)))
+    path = tmp_path / "masked.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=1, dtype="uint8",
+                           crs="EPSG:32610", transform=from_origin(500000, 4200000, 1, 1)) as dst:
+            dst.write(img, 1)
+            mask = np.full((256, 256), 255, np.uint8)
+            mask[150:, 150:] = 0
+            dst.write_mask(mask)
+    dets = gd.detect(str(path), BrightPoints, progress=False)
+    assert len(dets) == 1  # the spot under the mask is not reported
+
+
+def test_band_selection_by_description_and_mapping(write_raster):
+    arr = np.stack([np.full((100, 100), 10, np.uint8), _spots((100, 100), ((30, 30),)), np.zeros((100, 100), np.uint8)])
+    path = write_raster(arr)
+    with rasterio.open(path, "r+") as ds:
+        ds.descriptions = ("red", "nir", "green")
+    scene = open_scene(path, bands=("nir",))
+    assert scene.indexes == (2,)
+    scene.close()
+    assert open_scene(path, bands=("nir",), band_override={"nir": 3}).indexes == (3,)
+    assert len(gd.detect(path, BrightPoints, bands="2", progress=False)) == 1
+    assert len(gd.detect(path, BrightPoints, progress=False)) == 0  # band 1 is flat
+    with pytest.raises(BandError, match="no band named 'swir'"):
+        open_scene(path, bands=("swir",))
+    with pytest.raises(BandError, match="has 3 band"):
+        open_scene(path, bands=(4,))
+
+
+def test_parse_bands():
+    assert parse_bands("4,3,2") == (4, 3, 2)
+    assert parse_bands("nir=1, red=2") == {"nir": 1, "red": 2}
+    with pytest.raises(ConfigError):
+        parse_bands("nir=1,2")
+    with pytest.raises(ConfigError):
+        parse_bands("nir=0")
+
+
+def test_scaling_is_declared_not_guessed():
+    a = np.array([0, 255], np.uint8)
+    assert scale_to_float32(a, a.dtype, "dtype").tolist() == [0.0, 1.0]
+    b = np.array([0, 65535], np.uint16)
+    assert scale_to_float32(b, b.dtype, "dtype").tolist() == [0.0, 1.0]
+    assert scale_to_float32(b, b.dtype, (0, 4095))[1] == pytest.approx(65535 / 4095)
+    f = np.array([0.25, 3.0], np.float32)
+    assert scale_to_float32(f, f.dtype, "dtype").tolist() == [0.25, 3.0]
+    assert scale_to_float32(a, a.dtype, "none").tolist() == [0.0, 255.0]
+
+
+def test_scaling_identical_across_tiles(write_raster):
+    """A dark tile and a bright tile are scaled the same way (no per-tile stretch)."""
+    seen = []
+
+    class Spy(BrightPoints):
+        def predict(self, tiles):
+            seen.extend(t[..., 0].max() for t in tiles)
+            return super().predict(tiles)
+
+    img = np.full((64, 128), 40, np.uint8)
+    img[:, 64:] = 200
+    gd.detect(write_raster(img), Spy, tile_size=64, overlap=0, progress=False)
+    assert sorted(np.round(seen, 4)) == [round(40 / 255, 4), round(200 / 255, 4)]
