@@ -276,8 +276,22 @@ class Detector:
         """Return one result per tile of ``tiles`` (float32, (N, H, W, C))."""
         raise NotImplementedError
 
+    def input_channels(self) -> int | None:
+        """Channels the loaded model expects (e.g. ``model.input_shape[-1]``); None if not applicable.
+
+        The host checks it against ``len(spec.bands)`` after :meth:`load`.
+        """
+        return None
+
     def ensure_loaded(self) -> None:
-        """Call :meth:`load` once for this instance (the host calls this)."""
-        if not getattr(self, "_geodetect_loaded", False):
-            self.load()
-            self._geodetect_loaded = True
+        """Call :meth:`load` once for this instance and check the model's channels (the host calls this)."""
+        if getattr(self, "_geodetect_loaded", False):
+            return
+        self.load()
+        ch = self.input_channels()
+        if ch is not None and int(ch) != self.spec.n_bands:
+            raise PluginError(
+                f"detector {self.spec.name!r}: the model takes {ch} input channel(s) but spec.bands "
+                f"lists {self.spec.n_bands} ({', '.join(map(str, self.spec.bands))}); make them agree"
+            )
+        self._geodetect_loaded = True

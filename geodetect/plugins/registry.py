@@ -49,7 +49,18 @@ class DetectorInfo:
 
 
 def _entry_points() -> list[md.EntryPoint]:
-    return list(md.entry_points(group=GROUP))
+    # walk distributions ourselves: md.entry_points() keeps one entry point per
+    # name, which would hide two packages claiming the same detector name
+    out, seen = [], set()
+    for dist in md.distributions():
+        for ep in dist.entry_points:
+            if ep.group != GROUP:
+                continue
+            key = (dist.metadata["Name"], ep.name, ep.value)
+            if key not in seen:  # the same distribution visible twice on sys.path
+                seen.add(key)
+                out.append(ep)
+    return out
 
 
 def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
@@ -92,12 +103,7 @@ def _load_entry_point(ep: md.EntryPoint) -> type[Detector]:
 
 def _by_name() -> dict[str, list[md.EntryPoint]]:
     out: dict[str, list[md.EntryPoint]] = {}
-    seen: set[tuple[str, str]] = set()
     for ep in _entry_points():
-        key = (ep.name, ep.value)
-        if key in seen:  # the same distribution visible twice on sys.path
-            continue
-        seen.add(key)
         out.setdefault(ep.name, []).append(ep)
     return out
 

@@ -1,0 +1,67 @@
+"""Model weights: files beside the plugin, checked against a sha256 before use.
+
+Nothing is ever downloaded. Keras models are loaded in safe mode (no
+arbitrary code from the file), and never from pickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from geodetect.errors import MissingDependencyError, PluginError
+
+__all__ = ["sha256_of", "verify_weights", "load_keras_model", "import_tensorflow"]
+
+
+def sha256_of(path) -> str:
+    """Hex sha256 of a file, read in 1 MB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_weights(path, sha256: str | None, *, detector: str = "?") -> Path:
+    """Return ``path`` if it exists and its sha256 matches; otherwise a PluginError saying what to do."""
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise PluginError(
+            f"detector {detector!r}: weights file {p} is missing; reinstall the plugin package "
+            "(weights ship beside the plugin, geodetect never downloads them)"
+        )
+    if not sha256:
+        raise PluginError(f"detector {detector!r}: no sha256 declared for {p.name}; refusing to load unverified weights")
+    got = sha256_of(p)
+    if got != sha256.lower():
+        raise PluginError(
+            f"detector {detector!r}: weights {p} have sha256 {got[:12]}..., expected {sha256[:12]}...; "
+            "the file is corrupt or was replaced: reinstall the plugin"
+        )
+    return p
+
+
+def import_tensorflow():
+    """Import TensorFlow quietly, or say which extra to install."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf  # noqa: PLC0415
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "this detector needs TensorFlow: pip install 'geodetect[tf]' (tensorflow-cpu)"
+        ) from exc
+    return tf
+
+
+def load_keras_model(path, sha256: str | None, *, detector: str = "?"):
+    """Verify and load a ``.keras`` model in safe mode, without compiling it."""
+    p = verify_weights(path, sha256, detector=detector)
+    if p.suffix != ".keras":
+        raise PluginError(f"detector {detector!r}: {p.name}: only .keras model files are loaded (no pickles, no HDF5)")
+    tf = import_tensorflow()
+    try:
+        return tf.keras.models.load_model(p, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001
+        raise PluginError(f"detector {detector!r}: could not load {p.name}: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,82 @@
+"""Helpers for people who write detectors, and for geodetect's own tests.
+
+>>> from geodetect.testing import check_detector
+>>> from geodetect_plugins.sea_lion_counter import SeaLionCounter
+>>> check_detector(SeaLionCounter)["task"]
+'POINTS'
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+
+from geodetect.errors import PluginError
+from geodetect.plugins._types import Detector
+from geodetect.plugins.registry import validate_detector_class
+from geodetect.simulate import make_scene
+
+__all__ = ["check_detector", "make_scene", "assert_detections_equal"]
+
+
+def check_detector(detector, *, n_tiles: int = 3, seed: int = 0) -> dict:
+    """Run the plugin contract checks the registry runs, and a predict on random tiles.
+
+    ``detector`` is a Detector class or instance. Raises PluginError with the
+    reason on the first broken rule; returns a small report otherwise.
+    """
+    from geodetect.pipeline import _check_results
+
+    cls = detector if isinstance(detector, type) else type(detector)
+    validate_detector_class(cls)
+    spec = cls.spec
+    try:
+        pickle.loads(pickle.dumps(spec))
+    except Exception as exc:  # noqa: BLE001
+        raise PluginError(f"detector {spec.name!r}: spec is not picklable ({exc}); Spark workers need it") from exc
+    inst = detector if isinstance(detector, Detector) else cls()
+    try:
+        inst.ensure_loaded()
+    except PluginError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise PluginError(f"detector {spec.name!r}: load() failed: {type(exc).__name__}: {exc}") from exc
+    rng = np.random.default_rng(seed)
+    for n in (1, n_tiles):
+        tiles = rng.random((n, spec.tile_size, spec.tile_size, spec.n_bands), dtype=np.float32)
+        try:
+            out = inst.predict(tiles)
+        except Exception as exc:  # noqa: BLE001
+            raise PluginError(f"detector {spec.name!r}: predict() failed on random tiles: {type(exc).__name__}: {exc}") from exc
+        _check_results(inst, out, n, spec.tile_size)
+    return {"name": spec.name, "task": spec.task.name, "classes": spec.classes, "bands": spec.bands}
+
+
+def assert_detections_equal(left, right, *, tolerance: float = 1e-9, check_scores: bool = True) -> None:
+    """Assert two detections tables hold the same detections, in any row order.
+
+    Geometries must match within ``tolerance`` (CRS units); scores within 1e-6.
+    """
+    import shapely
+
+    assert list(left.columns[:7]) == list(right.columns[:7]), f"columns differ: {list(left.columns)} vs {list(right.columns)}"
+    assert left.crs == right.crs, f"CRS differ: {left.crs} vs {right.crs}"
+    assert len(left) == len(right), f"{len(left)} vs {len(right)} detections"
+    if len(left) == 0:
+        return
+
+    def ordered(df):
+        c = shapely.centroid(df.geometry.values)
+        key = df.assign(_x=np.round(shapely.get_x(c), 6), _y=np.round(shapely.get_y(c), 6))
+        return key.sort_values(["scene_id", "class_name", "_x", "_y"]).reset_index(drop=True)
+
+    a, b = ordered(left), ordered(right)
+    for col in ("detector", "detector_version", "scene_id", "class_name"):
+        diff = (a[col].values != b[col].values).nonzero()[0]
+        assert len(diff) == 0, f"column {col!r} differs at {len(diff)} rows, first: {a[col].iloc[diff[0]]!r} vs {b[col].iloc[diff[0]]!r}"
+    same = shapely.equals_exact(a.geometry.values, b.geometry.values, tolerance=tolerance)
+    assert same.all(), f"{(~same).sum()} geometries differ, first at row {int(np.argmin(same))}"
+    if check_scores:
+        assert np.allclose(a.score.values, b.score.values, atol=1e-6), "scores differ"
+    assert np.allclose(a.area_m2.values, b.area_m2.values, rtol=1e-6, atol=1e-6), "area_m2 differs"
