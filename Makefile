@@ -6,10 +6,11 @@ STAMP  := $(VENV)/.geodetect-installed
 
 .PHONY: venv test test-fast demo clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard examples/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,tf]"
+	for d in examples/*/; do [ -f "$$d/pyproject.toml" ] && $(BIN)/pip install --quiet -e "$$d" || true; done
 	touch $(STAMP)
 
 venv: $(STAMP)
