@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml $(wildcard examples/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev,tf]"
-	for d in examples/*/; do [ -f "$$d/pyproject.toml" ] && $(BIN)/pip install --quiet -e "$$d" || true; done
+	for d in examples/*/; do if [ -f "$$d/pyproject.toml" ]; then $(BIN)/pip install --quiet -e "$$d" || exit 1; fi; done
 	touch $(STAMP)
 
 venv: $(STAMP)
