@@ -15,15 +15,18 @@ from geodetect.errors import ConfigError, GeodetectError
 
 EXIT_OK = 0
 EXIT_ERROR = 2
+EXIT_PARTIAL = 3  # some scenes failed, the others were written
 
 _EPILOG = """\
 examples:
   geodetect detectors
   geodetect detect scene.tif --detector sea-lion-counter --out lions.parquet
   geodetect detect a.tif b.tif --detector sea-lion-counter --out lions.gpkg --no-progress
+  geodetect detect scenes/*.tif --detector sea-lion-counter --out run1/ --resume
   geodetect simulate rookery.tif --objects 80 --seed 1
 
-exit codes: 0 success, 2 error (message on stderr), 130 interrupted
+exit codes: 0 success; 2 error, nothing written (message on stderr); 3 some scenes failed,
+            the others were written (each failure on stderr); 130 interrupted
 """
 
 
@@ -50,8 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--detector", "-d", required=True, help="detector name (see `geodetect detectors`)")
     d.add_argument(
         "--out", "-o", help="output file; format by extension: .parquet (GeoParquet), .geojson, .fgb, .gpkg, .csv. "
-        "Without it, GeoJSON goes to stdout",
+        "A folder (existing, ending in /, or without extension) makes a resumable run: one part per scene, "
+        "a manifest.json and detections.parquet. Without --out, GeoJSON goes to stdout",
     )
+    d.add_argument("--resume", action="store_true", help="with a folder --out: skip the scenes already done")
+    d.add_argument("--fail-fast", action="store_true", help="stop at the first bad scene (default: go on, exit 3)")
     d.add_argument("--tile-size", type=int, help="tile size in pixels (default: the detector's)")
     d.add_argument("--overlap", type=int, help="overlap between tiles in pixels (default: the detector's)")
     d.add_argument("--batch-size", type=int, default=8, help="tiles per model call (default: 8)")
@@ -95,27 +101,36 @@ def _say(args, msg: str) -> None:
         print(msg, file=sys.stderr)
 
 
+def _is_dir_target(out: str) -> bool:
+    from pathlib import Path
+
+    p = Path(out)
+    return out.endswith(("/", "\\")) or p.is_dir() or not p.suffix
+
+
 def _cmd_detect(args) -> int:
     from geodetect.frames import check_output_path, write
     from geodetect.pipeline import detect
 
     if args.bounds and not args.crs:
         raise ConfigError("--bounds needs --crs to say what the numbers are in")
-    if args.out:
-        check_output_path(args.out)  # fail before a long run, not after it
-    dets = detect(
-        args.scenes,
-        args.detector,
-        bands=args.bands,
-        tile_size=args.tile_size,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        crs_out=args.crs_out,
-        crs=args.crs,
-        bounds=tuple(args.bounds) if args.bounds else None,
+    options = dict(
+        tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size, crs_out=args.crs_out,
+        crs=args.crs, bounds=tuple(args.bounds) if args.bounds else None, bands=args.bands,
         progress=not (args.no_progress or args.quiet),
     )
-    for st in dets.attrs.get("geodetect", []):
+    if args.out and _is_dir_target(args.out):
+        return _detect_to_dir(args, options)
+    if args.resume:
+        raise ConfigError("--resume needs --out to be a folder (a resumable run writes one part per scene)")
+    if args.out:
+        check_output_path(args.out)  # fail before a long run, not after it
+    dets = detect(args.scenes, args.detector, on_error="raise" if args.fail_fast else "skip", **options)
+    stats = dets.attrs.get("geodetect", [])
+    failed = [st for st in stats if st["status"] == "failed"]
+    for st in stats:
+        if st["status"] == "failed":
+            continue
         _say(
             args,
             f"{st['path']}: {st['detections']} detections from {st['tiles_run']} of {st['tiles_total']} tiles "
@@ -123,12 +138,34 @@ def _cmd_detect(args) -> int:
         )
         for note in st["notes"]:
             _say(args, f"note: {st['path']}: {note}")
+    for st in failed:
+        print(f"error: {' '.join(st['error'].split())}", file=sys.stderr)
+    if len(failed) == len(stats):
+        return EXIT_ERROR
     if args.out:
         path = write(dets, args.out)
         _say(args, f"wrote {len(dets)} detections to {path}")
     else:
         sys.stdout.write(dets.to_json(drop_id=True))
         sys.stdout.write("\n")
+    if failed:
+        _say(args, f"{len(failed)} of {len(stats)} scenes failed (listed above); exit code {EXIT_PARTIAL}")
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _detect_to_dir(args, options) -> int:
+    from geodetect.runs import run
+
+    summary = run(args.scenes, args.detector, args.out, resume=args.resume, fail_fast=args.fail_fast, **options)
+    for sid, err in summary.failed.items():
+        print(f"error: {' '.join(err.split())}", file=sys.stderr)
+    _say(args, f"{len(summary.done)} scenes done, {len(summary.skipped)} already done (resumed), "
+               f"{len(summary.failed)} failed; manifest: {summary.out_dir}/manifest.json")
+    if summary.output:
+        _say(args, f"wrote {summary.detections} detections to {summary.output}")
+    if summary.failed:
+        return EXIT_PARTIAL if (summary.done or summary.skipped) else EXIT_ERROR
     return EXIT_OK
 
 

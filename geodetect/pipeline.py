@@ -18,13 +18,13 @@ import numpy as np
 
 from geodetect import georef
 from geodetect.errors import ConfigError, GeodetectError, PluginError
-from geodetect.frames import make_detections
+from geodetect.frames import empty_detections, make_detections
 from geodetect.io.raster import Scene, open_scene, parse_bands
 from geodetect.io.tiling import Tiling
 from geodetect.plugins._types import RESULT_TYPE, Boxes, Detector, Labels, Mask, Points, Task
 from geodetect.plugins.registry import resolve_detector
 
-__all__ = ["detect", "SceneStats"]
+__all__ = ["detect", "detect_scene", "make_options", "SceneStats", "DetectOptions"]
 
 log = logging.getLogger("geodetect")
 
@@ -44,6 +44,25 @@ class SceneStats:
     grid: tuple = ()
     resampled_from: tuple | None = None
     notes: list = field(default_factory=list)
+    status: str = "ok"  # "ok" or "failed"
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Everything but the detector and the scenes: one value per ``detect`` keyword."""
+
+    tile_size: int
+    overlap: int
+    batch_size: int = 8
+    crs_out: object = "EPSG:4326"
+    crs: object = None
+    bounds: tuple | None = None
+    scaling: object = None
+    band_override: object = None
+    gsd_tolerance: float = 0.1
+    progress: bool = True
+    gdal_cache_mb: int = 64
 
 
 def _as_list(scenes) -> list:
@@ -68,6 +87,7 @@ def detect(
     scene_ids: Sequence[str] | None = None,
     progress: bool = True,
     gdal_cache_mb: int = 64,
+    on_error: str = "raise",
 ):
     """Run a detector over one or many scenes.
 
@@ -84,6 +104,8 @@ def detect(
     gsd_tolerance : relative GSD difference above which a scene is resampled on read.
     scene_ids : ids for the scenes (default: file stems).
     progress : show a progress bar per scene.
+    on_error : ``"raise"`` stops at the first bad scene; ``"skip"`` records it in the
+        statistics (``status="failed"``, ``error=...``) and goes on.
     gdal_cache_mb : GDAL block cache while reading (GDAL's default is 5 % of RAM, which
         would let memory grow with the scene up to that size).
 
@@ -104,46 +126,75 @@ def detect(
         raise ConfigError("no scenes given; pass a path or a list of paths")
     if scene_ids is not None and len(scene_ids) != len(paths):
         raise ConfigError(f"scene_ids has {len(scene_ids)} ids for {len(paths)} scenes")
+    if on_error not in ("raise", "skip"):
+        raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     det = resolve_detector(detector)
-    spec = det.spec
+    opts = make_options(det.spec, tile_size=tile_size, overlap=overlap, batch_size=batch_size, crs_out=crs_out,
+                        crs=crs, bounds=bounds, scaling=scaling, bands=bands, gsd_tolerance=gsd_tolerance,
+                        progress=progress, gdal_cache_mb=gdal_cache_mb)
+    ids = list(scene_ids) if scene_ids is not None else [scene_id_of(p) for p in paths]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ConfigError(
+            f"scenes share the id {dup[0]!r} (file stem); every scene needs its own id: rename or pass scene_ids="
+        )
+    frames, stats = [], []
+    for path, sid in zip(paths, ids):
+        try:
+            gdf, st = detect_scene(det, path, opts, scene_id=sid)
+        except GeodetectError as exc:
+            if on_error == "raise":
+                raise
+            st = SceneStats(sid, os.fspath(path), status="failed", error=str(exc))
+            log.info("%s: skipped: %s", path, exc)
+            gdf = empty_detections(opts.crs_out)
+        frames.append(gdf)
+        stats.append(st)
+    out = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    out.attrs["geodetect"] = [asdict(s) for s in stats]
+    return out
+
+
+def scene_id_of(path) -> str:
+    """Default scene id: the file stem."""
+    from pathlib import Path
+
+    return Path(os.fspath(path)).stem
+
+
+def make_options(spec, *, tile_size=None, overlap=None, batch_size=8, crs_out="EPSG:4326", crs=None, bounds=None,
+                 scaling=None, bands=None, gsd_tolerance=0.1, progress=True, gdal_cache_mb=64) -> DetectOptions:
+    """Check and freeze the options of a run against a detector's spec."""
     size = int(tile_size if tile_size is not None else spec.tile_size)
     ov = int(overlap if overlap is not None else spec.overlap)
     if not size > ov >= 0:
         raise ConfigError(f"need tile size > overlap >= 0, got tile size {size} and overlap {ov}")
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-    band_override = parse_bands(bands)
+    return DetectOptions(size, ov, int(batch_size), crs_out, crs, tuple(bounds) if bounds is not None else None,
+                         scaling if scaling is not None else spec.scaling, parse_bands(bands), gsd_tolerance,
+                         progress, int(gdal_cache_mb))
+
+
+def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | None = None):
+    """Run a loaded detector over one scene: (detections GeoDataFrame, SceneStats). Raises GeodetectError."""
     import rasterio
 
-    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb) * 2**20):
-        frames, stats = _detect_all(paths, det, scene_ids, scaling, band_override, gsd_tolerance, crs, bounds,
-                                    size, ov, batch_size, crs_out, progress)
-    out = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    out.attrs["geodetect"] = [asdict(s) for s in stats]
-    return out
-
-
-def _detect_all(paths, det, scene_ids, scaling, band_override, gsd_tolerance, crs, bounds, size, ov, batch_size,
-                crs_out, progress):
     spec = det.spec
-    frames, stats = [], []
-    for k, path in enumerate(paths):
-        sid = scene_ids[k] if scene_ids is not None else None
+    with rasterio.Env(GDAL_CACHEMAX=opts.gdal_cache_mb * 2**20):
         with open_scene(
             path,
             bands=spec.bands,
-            scaling=scaling if scaling is not None else spec.scaling,
-            band_override=band_override,
+            scaling=opts.scaling,
+            band_override=opts.band_override,
             gsd_m=spec.gsd_m,
-            gsd_tolerance=gsd_tolerance,
-            crs=crs,
-            bounds=bounds,
-            scene_id=sid,
+            gsd_tolerance=opts.gsd_tolerance,
+            crs=opts.crs,
+            bounds=opts.bounds,
+            scene_id=scene_id,
         ) as scene:
-            gdf, st = _detect_scene(det, scene, size, ov, batch_size, crs_out, progress)
-        frames.append(gdf)
-        stats.append(st)
-    return frames, stats
+            return _detect_scene(det, scene, opts.tile_size, opts.overlap, opts.batch_size, opts.crs_out,
+                                 opts.progress)
 
 
 def _batches(scene: Scene, tiling: Tiling, batch_size: int, stats: SceneStats, stop: threading.Event):

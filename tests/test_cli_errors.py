@@ -192,12 +192,24 @@ def test_fewer_bands_message_mentions_bands(tmp_path, outdir):
     assert "band" in line.lower()
 
 
-def test_bad_second_scene_writes_nothing(tmp_path, outdir):
-    """A good scene followed by a broken one: no partial output."""
+def test_bad_scene_among_good_ones_goes_on_with_exit_3(tmp_path, outdir):
+    """A good scene and a broken one: the good one is written, the bad one reported, exit code 3."""
     good = _write_tif(tmp_path / "good.tif", _noise())
     bad = _zero_bytes(tmp_path)
     out = outdir / "out.parquet"
-    _assert_clean_error(_detect([good, bad], out, cwd=tmp_path), str(bad), out)
+    proc = _detect([good, bad], out, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+    assert len(errors) == 1 and str(bad) in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert out.exists()
+
+
+def test_fail_fast_stops_at_the_bad_scene_and_writes_nothing(tmp_path, outdir):
+    good = _write_tif(tmp_path / "good.tif", _noise())
+    bad = _zero_bytes(tmp_path)
+    out = outdir / "out.parquet"
+    _assert_clean_error(_detect([good, bad], out, "--fail-fast", cwd=tmp_path), str(bad), out)
 
 
 # --------------------------------------------------------------------------- bad options

@@ -1,0 +1,153 @@
+"""Resumable runs: one part per scene, written atomically, and a manifest.
+
+``run(scenes, detector, out_dir)`` writes ``out_dir/parts/<scene>.parquet``
+for each scene (temporary name, then rename) and records it in
+``out_dir/manifest.json`` (also replaced atomically) only after the part is in
+place. A run killed at any moment and started again with ``resume=True``
+skips exactly the scenes the manifest records as done with their part present;
+a scene interrupted half-way is simply done again, its part overwritten, so
+nothing is lost and nothing counted twice. ``out_dir/detections.parquet``
+joins the parts at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from geodetect.errors import ConfigError, GeodetectError, OutputError
+
+__all__ = ["run", "RunSummary", "MANIFEST", "EXIT_PARTIAL"]
+
+MANIFEST = "manifest.json"
+EXIT_PARTIAL = 3  # CLI exit code when some scenes failed and the others were written
+
+
+@dataclass
+class RunSummary:
+    out_dir: str
+    done: list = field(default_factory=list)  # scene ids processed in this run
+    skipped: list = field(default_factory=list)  # scene ids already done (resume)
+    failed: dict = field(default_factory=dict)  # scene id -> error message
+    detections: int = 0
+    output: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _part_name(scene_id: str) -> str:
+    """A file name for a scene id that cannot leave the parts folder."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", scene_id).strip("._") or "scene"
+    digest = hashlib.sha1(scene_id.encode()).hexdigest()[:8]
+    return f"{safe[:80]}-{digest}.parquet"
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _fingerprint(path: str) -> dict:
+    try:
+        st = os.stat(path)
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    except OSError:
+        return {}
+
+
+def _load_manifest(out: Path) -> dict:
+    p = out / MANIFEST
+    if not p.exists():
+        return {}
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{p}: manifest is unreadable ({exc}); remove it to start the run afresh") from None
+
+
+def run(scenes, detector, out_dir, *, resume: bool = False, fail_fast: bool = False, scene_ids=None, **options):
+    """Detect scene by scene into ``out_dir``; returns a :class:`RunSummary`.
+
+    ``options`` are those of :func:`geodetect.detect`. With ``resume=True`` the
+    scenes recorded as done (same detector, version and options) are skipped.
+    """
+    import geopandas as gpd
+    import pandas as pd
+
+    from geodetect.frames import write
+    from geodetect.pipeline import detect_scene, make_options, scene_id_of
+    from geodetect.plugins.registry import resolve_detector
+
+    out = Path(os.fspath(out_dir))
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; give a folder for a resumable run")
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    paths = [os.fspath(p) for p in ([scenes] if isinstance(scenes, (str, os.PathLike)) else scenes)]
+    ids = list(scene_ids) if scene_ids is not None else [scene_id_of(p) for p in paths]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[0]
+        raise ConfigError(f"scenes share the id {dup!r} (file stem); every scene needs its own id")
+    det = resolve_detector(detector)
+    opts = make_options(det.spec, **options)
+    key = {"detector": det.spec.name, "version": det.spec.version,
+           "options": {k: repr(v) for k, v in sorted(opts.__dict__.items()) if k not in ("progress",)}}
+    manifest = _load_manifest(out)
+    if manifest and not resume:
+        raise OutputError(f"{out}: holds an earlier run ({MANIFEST}); pass --resume to continue it, or use a new folder")
+    if manifest and manifest.get("run") != key:
+        raise OutputError(
+            f"{out}: the earlier run used other settings ({manifest.get('run', {}).get('detector')}); "
+            "resume it with the same detector and options, or use a new folder"
+        )
+    manifest = manifest or {"run": key, "scenes": {}}
+    summary = RunSummary(str(out))
+    for path, sid in zip(paths, ids):
+        entry = manifest["scenes"].get(sid)
+        part = out / "parts" / _part_name(sid)
+        if (resume and entry and entry.get("status") == "done" and part.exists()
+                and entry.get("input") == _fingerprint(path)):
+            summary.skipped.append(sid)
+            continue
+        started = time.time()
+        try:
+            gdf, st = detect_scene(det, path, opts, scene_id=sid)
+        except GeodetectError as exc:
+            manifest["scenes"][sid] = {"status": "failed", "path": path, "error": str(exc)}
+            _write_json_atomic(out / MANIFEST, manifest)
+            summary.failed[sid] = str(exc)
+            if fail_fast:
+                raise
+            continue
+        write(gdf, part)  # atomic: temporary name, then rename
+        manifest["scenes"][sid] = {
+            "status": "done", "path": path, "part": part.name, "detections": len(gdf),
+            "input": _fingerprint(path), "seconds": round(time.time() - started, 3),
+            "tiles_total": st.tiles_total, "tiles_run": st.tiles_run, "tiles_nodata": st.tiles_nodata,
+            "notes": st.notes,
+        }
+        _write_json_atomic(out / MANIFEST, manifest)
+        summary.done.append(sid)
+    done_parts = [out / "parts" / v["part"] for v in manifest["scenes"].values() if v.get("status") == "done"]
+    frames = [gpd.read_parquet(p) for p in sorted(done_parts)]
+    if frames:
+        dets = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
+        summary.detections = len(dets)
+        summary.output = str(write(dets, out / "detections.parquet"))
+    return summary
