@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.geodetect-installed
 
-.PHONY: venv test test-fast demo clean
+.PHONY: venv test test-fast demo fuzz clean
 
 $(STAMP): pyproject.toml $(wildcard examples/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test-fast: venv     ## skip tests marked slow
 
 demo: venv          ## simulate two Aleutian rookery scenes, count sea lions per borough, write out/demo/
 	$(BIN)/python scripts/demo.py out/demo
+
+fuzz: venv          ## the fuzz tests with many more examples than CI runs
+	GEODETECT_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest -q -k fuzz
 
 clean:
 	rm -rf $(VENV) out .pytest_cache build *.egg-info
