@@ -176,8 +176,13 @@ def make_options(spec, *, tile_size=None, overlap=None, batch_size=8, crs_out="E
                          progress, int(gdal_cache_mb))
 
 
-def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | None = None):
-    """Run a loaded detector over one scene: (detections GeoDataFrame, SceneStats). Raises GeodetectError."""
+def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | None = None, tile_rows=None):
+    """Run a loaded detector over one scene: (detections GeoDataFrame, SceneStats). Raises GeodetectError.
+
+    ``tile_rows=(r0, r1)`` restricts the work to one block of tile rows (Spark
+    splits big scenes so); blocks of one scene report every object exactly
+    once between them (see :func:`_detect_scene`).
+    """
     import rasterio
 
     spec = det.spec
@@ -194,19 +199,23 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
             scene_id=scene_id,
         ) as scene:
             return _detect_scene(det, scene, opts.tile_size, opts.overlap, opts.batch_size, opts.crs_out,
-                                 opts.progress)
+                                 opts.progress, tile_rows)
 
 
-def _batches(scene: Scene, tiling: Tiling, batch_size: int, stats: SceneStats, stop: threading.Event):
-    """Yield (tile_ids, data (N,S,S,C), valids, n_skipped_since_last) batches."""
+def _batches(scene: Scene, tiling: Tiling, tile_ids, batch_size: int, stats: SceneStats, stop: threading.Event,
+             core=range(0)):
+    """Yield (tile_ids, data (N,S,S,C), valids, n_skipped_since_last) batches.
+
+    Nodata tiles are counted in ``stats`` when they are in ``core`` (halo tiles of a block are not its own).
+    """
     ids, datas, valids, skipped = [], [], [], 0
-    for i in range(len(tiling)):
+    for i in tile_ids:
         if stop.is_set():
             return
         x0, y0, w, h = tiling.tile(i)
         data, valid = scene.read(x0, y0, w, h, pad_to=tiling.size)
         if not valid.any():
-            stats.tiles_nodata += 1
+            stats.tiles_nodata += i in core
             skipped += 1
             continue
         ids.append(i)
@@ -297,7 +306,34 @@ def _on_valid(xy_tile: np.ndarray, valid: np.ndarray, extent: tuple[int, int], m
     return ok
 
 
-def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_size: int, crs_out, progress: bool):
+def tile_row_blocks(n_rows: int, block_rows: int) -> list[tuple[int, int]]:
+    """Split ``n_rows`` tile rows into blocks of at most ``block_rows``."""
+    return [(r, min(r + block_rows, n_rows)) for r in range(0, n_rows, max(1, block_rows))]
+
+
+def _block_tiles(tiling: Tiling, task: Task, tile_rows):
+    """Tile ids to run for a block, and the grid rows [lo, hi) whose detections the block reports.
+
+    Points and boxes run one halo tile row on each side, so duplicates across
+    the block border are resolved exactly as inside a scene; the block then
+    reports only what lies in its own owned rows.
+    """
+    nrow, ncol = tiling.shape
+    if tile_rows is None:
+        return range(len(tiling)), None
+    r0, r1 = max(0, int(tile_rows[0])), min(nrow, int(tile_rows[1]))
+    halo = 1 if task in (Task.POINTS, Task.BOXES) else 0
+    if task is Task.SEGMENTATION and (r0, r1) != (0, nrow):
+        raise ConfigError("segmentation scenes are processed whole, not in blocks of tile rows")
+    a, b = max(0, r0 - halo), min(nrow, r1 + halo)
+    ids = range(a * ncol, b * ncol)
+    ylo = int(tiling._y[1][r0])
+    yhi = int(tiling._y[2][r1 - 1])
+    return ids, (ylo, yhi, r0 * ncol, r1 * ncol)
+
+
+def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_size: int, crs_out, progress: bool,
+                  tile_rows=None):
     from tqdm.auto import tqdm
 
     from geodetect.stitch import MaskMosaic, dedupe_boxes, dedupe_points
@@ -305,7 +341,10 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
     spec = det.spec
     task = spec.task
     tiling = Tiling(scene.width, scene.height, size, overlap)
-    st = SceneStats(scene.scene_id, scene.path, tiles_total=len(tiling), grid=(scene.width, scene.height))
+    tile_ids, block = _block_tiles(tiling, task, tile_rows)
+    core = tile_ids if block is None else range(block[2], block[3])
+    n_core = len(core)
+    st = SceneStats(scene.scene_id, scene.path, tiles_total=n_core, grid=(scene.width, scene.height))
     if scene.resampled:
         st.resampled_from = (scene.dataset.width, scene.dataset.height)
         st.notes.append(
@@ -314,9 +353,9 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
     coords, cids, scores, tids = [], [], [], []
     mosaic = MaskMosaic(scene.width, scene.height, spec.n_classes, spec.threshold) if task is Task.SEGMENTATION else None
     stop = threading.Event()
-    bar = tqdm(total=len(tiling), desc=scene.scene_id, unit="tile", disable=not progress, leave=False)
+    bar = tqdm(total=len(tile_ids), desc=scene.scene_id, unit="tile", disable=not progress, leave=False)
     try:
-        for ids, data, valids, skipped in _prefetch(_batches(scene, tiling, batch_size, st, stop)):
+        for ids, data, valids, skipped in _prefetch(_batches(scene, tiling, tile_ids, batch_size, st, stop, core)):
             bar.update(skipped)
             if not ids:
                 continue
@@ -349,7 +388,7 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
                     cids.append(np.array([int(r.probs.argmax())]))
                     scores.append(np.array([float(r.probs.max())], np.float32))
                     tids.append(np.array([i]))
-            st.tiles_run += len(ids)
+            st.tiles_run += sum(i in core for i in ids)
             bar.update(len(ids))
     finally:
         stop.set()
@@ -365,11 +404,18 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
         keep = dedupe_points(xy, cid, sc, tid, tiling.owned_arrays(tid), spec.merge_radius_px)
         st.duplicates_removed = int(len(xy) - keep.sum())
         xy, cid, sc = xy[keep], cid[keep], sc[keep]
+        if block is not None:
+            mine = (xy[:, 1] >= block[0]) & (xy[:, 1] < block[1])
+            xy, cid, sc = xy[mine], cid[mine], sc[mine]
         geoms = georef.points_to_map(xy, scene.transform, scene.crs, crs_out)
     elif task is Task.BOXES:
         keep = dedupe_boxes(xy, cid, sc, tid, tiling.owned_arrays(tid), spec.nms_iou, spec.merge_radius_px)
         st.duplicates_removed = int(len(xy) - keep.sum())
         xy, cid, sc = xy[keep], cid[keep], sc[keep]
+        if block is not None:
+            cy = (xy[:, 1] + xy[:, 3]) / 2
+            mine = (cy >= block[0]) & (cy < block[1])
+            xy, cid, sc = xy[mine], cid[mine], sc[mine]
         geoms = georef.boxes_to_map(xy, scene.transform, scene.crs, crs_out)
     elif task is Task.SEGMENTATION:
         try:

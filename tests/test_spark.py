@@ -1,0 +1,84 @@
+"""Spark: inference inside tasks, big scenes split in blocks without seams, the SQL table function."""
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+
+import geodetect as gd
+from detectors import BrightBoxes, BrightPoints, MeanLabel
+from geodetect.testing import assert_detections_equal
+
+gds = pytest.importorskip("geodetect.spark")
+
+
+def _spots(write_raster, name, shape, n, seed, half=2):
+    rng = np.random.default_rng(seed)
+    img = np.full(shape, 20, np.uint8)
+    pts = rng.integers(8, np.array(shape[::-1]) - 8, (n, 2))
+    for c, r in pts:
+        img[r - half : r + half, c - half : c + half] = 250
+    return write_raster(img, name=name)
+
+
+def _to_gdf(sdf):
+    pdf = sdf.toPandas()
+    geom = shapely.from_wkb(pdf.pop("geometry").to_numpy())
+    pdf = pdf.drop(columns=["block"])
+    gdf = gpd.GeoDataFrame(pdf, geometry=geom, crs="EPSG:4326")
+    return gdf[["detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("det", [BrightPoints, BrightBoxes, MeanLabel], ids=["points", "boxes", "labels"])
+def test_spark_matches_local_with_blocks(spark, write_raster, det):
+    scenes = [_spots(write_raster, f"s{i}.tif", (300 + 37 * i, 280), 60, i) for i in range(3)]
+    local = gd.detect(scenes, det, progress=False)
+    units = gds.plan(scenes, det, block_rows=2)
+    assert len(units) > len(scenes)  # scenes really were split into blocks
+    sdf = gds.detect(spark, scenes, det, block_rows=2)
+    assert sdf.columns[:7] == ["detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2"]
+    got = _to_gdf(sdf)
+    assert_detections_equal(got, local, tolerance=1e-9)
+
+
+@pytest.mark.slow
+def test_spark_is_deterministic_per_unit(spark, write_raster):
+    """A retried task recomputes the same rows: two runs give identical results."""
+    scene = _spots(write_raster, "d.tif", (400, 400), 80, 7)
+    a = _to_gdf(gds.detect(spark, [scene], BrightPoints, block_rows=1))
+    b = _to_gdf(gds.detect(spark, [scene], BrightPoints, block_rows=3))
+    assert_detections_equal(a, b)
+
+
+@pytest.mark.slow
+def test_sql_table_function_and_view(spark, write_raster, tmp_path):
+    scene = _spots(write_raster, "u.tif", (200, 200), 10, 3)
+    gd.register_detector(BrightPoints, replace=True)
+    try:
+        gds.register(spark, detections=gds.detect(spark, [scene], BrightPoints))
+        n_view = spark.sql("SELECT COUNT(*) AS n FROM detections").collect()[0].n
+        # the UDTF runs in a Python worker, which knows only installed detectors: use the built-in one
+        pattern = str(tmp_path / "u*.tif")
+        n_udtf = spark.sql(f"SELECT COUNT(*) AS n FROM geodetect_detect('sea-lion-counter', '{pattern}')").collect()[0].n
+    finally:
+        gd.plugins.unregister_detector(BrightPoints.spec.name)
+    assert n_view == len(gd.detect(scene, BrightPoints, progress=False)) > 0
+    assert n_udtf == len(gd.detect(scene, "sea-lion-counter", progress=False))
+
+
+def test_plan_splits_big_scenes_by_tile_rows(write_raster):
+    scene = write_raster(np.zeros((1000, 300), np.uint8))
+    units = gds.plan([scene], BrightPoints, block_rows=4)
+    rows = [(u[2], u[3]) for u in units]
+    assert rows[0][0] == 0 and all(a[1] == b[0] for a, b in zip(rows, rows[1:]))
+    assert rows[-1][1] == len(set(range(0, 1000, 48))) or rows[-1][1] > rows[-1][0]
+
+
+def test_missing_sedona_is_reported_with_coordinates(spark, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="geodetect"):
+        gds.register(spark)
+    assert not gds.sedona_available(spark)
+    assert "spark.jars.packages=org.apache.sedona:sedona-spark-shaded" in caplog.text
