@@ -80,17 +80,41 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("name", nargs="?", help="detector name for `info`")
     ls.set_defaults(func=_cmd_detectors)
 
-    s = sub.add_parser(
-        "simulate", help="write a synthetic scene with ground truth",
-        description="Write a georeferenced synthetic sea-lion rookery scene (GeoTIFF) and its ground truth "
-        "(<out stem>_truth.geojson).",
+    ev = sub.add_parser(
+        "evaluate", help="score a detector on scenes with ground truth",
+        description="Run a detector over a folder of scenes, each with <scene>_truth.geojson beside it (as "
+        "`geodetect simulate` writes them), and print its metrics: count RMSE and point matching for POINTS "
+        "detectors, precision/recall/F1/AP at IoU 0.5 for BOXES.",
     )
-    s.add_argument("out", help="output GeoTIFF")
-    s.add_argument("--size", type=int, nargs=2, default=(2048, 2048), metavar=("W", "H"))
-    s.add_argument("--gsd", type=float, default=0.1, help="metres per pixel (default 0.1)")
-    s.add_argument("--crs", default="EPSG:32602", help="CRS of the scene (default EPSG:32602, UTM 2N)")
-    s.add_argument("--center", type=float, nargs=2, default=(-168.0, 52.8), metavar=("LON", "LAT"))
-    s.add_argument("--objects", type=int, default=80, help="number of animals")
+    ev.add_argument("detector", help="detector name")
+    ev.add_argument("--data", required=True, help="folder of scenes and their _truth files")
+    ev.add_argument("--iou", type=float, default=0.5, help="IoU threshold for boxes (default 0.5)")
+    ev.add_argument("--radius", type=float, help="match radius in metres for points (default: the detector's merge radius)")
+    ev.add_argument("--json", help="also write the headline numbers as JSON to this file")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    c = sub.add_parser(
+        "counts", help="per-scene, per-class counts (Kaggle sea-lion submission format)",
+        description="Count detections per scene and class and write the Kaggle sea-lion submission CSV "
+        "(test_id,adult_males,subadult_males,adult_females,juveniles,pups).",
+    )
+    c.add_argument("detections", help="detections file (.parquet, .geojson, ...)")
+    c.add_argument("--out", "-o", required=True, help="submission CSV")
+    c.set_defaults(func=_cmd_counts)
+
+    s = sub.add_parser(
+        "simulate", help="write synthetic scenes with ground truth",
+        description="Write georeferenced synthetic scenes (GeoTIFF) with their ground truth beside them "
+        "(<scene>_truth.geojson). OUT is a .tif file, or a folder for --scenes N.",
+    )
+    s.add_argument("out", help="output GeoTIFF, or a folder")
+    s.add_argument("--kind", default="sea-lions", help="scene kind: sea-lions (default), vehicles, ...")
+    s.add_argument("--scenes", type=int, default=1, help="number of scenes (seeds SEED, SEED+1, ...) into folder OUT")
+    s.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), help="pixels (default: the kind's)")
+    s.add_argument("--gsd", type=float, help="metres per pixel (default: the kind's)")
+    s.add_argument("--crs", help="CRS of the scene (default: the kind's)")
+    s.add_argument("--center", type=float, nargs=2, metavar=("LON", "LAT"), help="scene centre (default: the kind's)")
+    s.add_argument("--objects", type=int, help="number of objects (default: the kind's)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_simulate)
     return p
@@ -218,22 +242,57 @@ def _cmd_detectors(args) -> int:
     return EXIT_OK
 
 
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from geodetect.evaluate import evaluate
+
+    ev = evaluate(args.detector, args.data, iou=args.iou, radius_m=args.radius)
+    print(ev.to_text())
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps({"detector": ev.detector, "task": ev.task, "scenes": ev.n_scenes,
+                                               **ev.summary}, indent=1))
+    return EXIT_OK
+
+
+def _cmd_counts(args) -> int:
+    from geodetect.counts import kaggle_submission
+
+    table = kaggle_submission(args.detections, args.out)
+    print(f"wrote {len(table)} scenes to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_simulate(args) -> int:
     from pathlib import Path
 
     from geodetect.frames import write
     from geodetect.simulate import make_scene
 
-    sim = make_scene(args.out, crs=args.crs, center=tuple(args.center), size=tuple(args.size), gsd_m=args.gsd,
-                     n_objects=args.objects, seed=args.seed)
-    truth = Path(args.out).with_name(Path(args.out).stem + "_truth.geojson")
-    write(sim.truth, truth)
-    print(f"wrote {sim.path} ({sim.width}x{sim.height}, {sim.crs}) and {truth} ({len(sim.truth)} animals)", file=sys.stderr)
+    kw = {k: v for k, v in dict(size=tuple(args.size) if args.size else None, gsd_m=args.gsd, crs=args.crs,
+                                center=tuple(args.center) if args.center else None,
+                                n_objects=args.objects).items() if v is not None}
+    out = Path(args.out)
+    if args.scenes > 1 or not out.suffix:
+        targets = [out / f"{args.kind}-{args.seed + k}.tif" for k in range(args.scenes)]
+    else:
+        targets = [out]
+    for k, target in enumerate(targets):
+        sim = make_scene(target, kind=args.kind, seed=args.seed + k, **kw)
+        truth = target.with_name(target.stem + "_truth.geojson")
+        write(sim.truth, truth)
+        print(f"wrote {sim.path} ({sim.width}x{sim.height}, {sim.crs}) and {truth} ({len(sim.truth)} objects)",
+              file=sys.stderr)
     return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``geodetect`` console script."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -1,0 +1,70 @@
+"""geodetect evaluate: scenes with truth beside them, metrics by task."""
+
+import json
+import subprocess
+import sys
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from rasterio.transform import from_origin
+
+from detectors import BrightBoxes, BrightPoints
+from geodetect.errors import ConfigError, VectorReadError
+from geodetect.evaluate import evaluate, find_scenes
+
+T = from_origin(500000, 4200000, 1.0, 1.0)
+
+
+def _scene(write_raster, name, squares, extra_truth=()):
+    img = np.full((200, 200), 20, np.uint8)
+    for c0, r0, c1, r1 in squares:
+        img[r0:r1, c0:c1] = 250
+    path = write_raster(img, name=name, transform=T)
+    boxes = list(squares) + list(extra_truth)
+    polys = [shapely.box(500000 + c0, 4200000 - r1, 500000 + c1, 4200000 - r0) for c0, r0, c1, r1 in boxes]
+    return path, polys
+
+
+def test_points_metrics(write_raster, tmp_path):
+    p1, polys1 = _scene(write_raster, "a.tif", [(20, 20, 24, 24), (100, 100, 104, 104)], extra_truth=[(150, 150, 154, 154)])
+    p2, polys2 = _scene(write_raster, "b.tif", [(50, 60, 54, 64)])
+    for p, polys in ((p1, polys1), (p2, polys2)):
+        gpd.GeoDataFrame({"class_name": ["spot"] * len(polys)}, geometry=[g.centroid for g in polys],
+                         crs="EPSG:32610").to_file(p.replace(".tif", "_truth.geojson"))
+    ev = evaluate(BrightPoints, tmp_path, radius_m=1.0)
+    # scene a: 2 found of 3 (one true animal is not in the image); b: 1 of 1
+    assert ev.summary["recall"] == pytest.approx(3 / 4) and ev.summary["precision"] == 1.0
+    # count RMSE over scenes for the one class: sqrt(((2-3)^2 + 0) / 2)
+    assert ev.summary["count_rmse_mean_over_classes"] == pytest.approx(np.sqrt(0.5))
+
+
+def test_boxes_metrics_and_cli(write_raster, tmp_path):
+    p, polys = _scene(write_raster, "c.tif", [(20, 20, 30, 28), (100, 100, 112, 110)])
+    gpd.GeoDataFrame({"class_name": ["thing"] * 2}, geometry=polys, crs="EPSG:32610").to_file(
+        p.replace(".tif", "_truth.geojson"))
+    ev = evaluate(BrightBoxes, tmp_path)
+    assert ev.summary["f1"] == 1.0 and ev.summary["ap"] == 1.0
+    assert "per class at IoU 0.5" in ev.to_text()
+
+
+def test_missing_truth_and_empty_folder(write_raster, tmp_path):
+    write_raster(np.zeros((10, 10), np.uint8), name="lonely.tif")
+    with pytest.raises(VectorReadError, match="lonely.tif: no ground truth"):
+        find_scenes(tmp_path)
+    with pytest.raises(ConfigError, match="no scenes"):
+        find_scenes(tmp_path / "nothing-here" if (tmp_path / "x").mkdir() else tmp_path / "x")
+
+
+def test_cli_evaluate_on_simulated_scenes(tmp_path):
+    data = tmp_path / "data"
+    sim = subprocess.run([sys.executable, "-m", "geodetect.cli", "simulate", str(data), "--scenes", "2",
+                          "--size", "512", "512", "--objects", "20", "--seed", "900"], capture_output=True, text=True)
+    assert sim.returncode == 0, sim.stderr
+    out = subprocess.run([sys.executable, "-m", "geodetect.cli", "evaluate", "sea-lion-counter", "--data", str(data),
+                          "--json", str(tmp_path / "m.json")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "count RMSE per class" in out.stdout
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["scenes"] == 2 and m["true_objects"] == 40 and 0 <= m["recall"] <= 1
