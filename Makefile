@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.geodetect-installed
 $(STAMP): pyproject.toml $(wildcard examples/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,tf]"
+	$(BIN)/pip install --quiet -e ".[dev,tf,spark]"
 	for d in examples/*/; do if [ -f "$$d/pyproject.toml" ]; then $(BIN)/pip install --quiet -e "$$d" || exit 1; fi; done
 	touch $(STAMP)
 
