@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from geodetect.analytics import aggregate, change, heatmap, sql
 from geodetect.errors import GeodetectError
 from geodetect.frames import read, write
 from geodetect.pipeline import detect
@@ -17,6 +18,10 @@ __version__ = "0.1.0"
 __all__ = [
     "detect",
     "write",
+    "aggregate",
+    "heatmap",
+    "change",
+    "sql",
     "read",
     "register_detector",
     "list_detectors",

@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"geodetect {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log more detail to stderr")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    from geodetect._cli_analytics import register as _register_analytics
+
+    _register_analytics(sub)
 
     d = sub.add_parser(
         "detect",

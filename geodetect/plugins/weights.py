@@ -44,14 +44,37 @@ def verify_weights(path, sha256: str | None, *, detector: str = "?") -> Path:
 
 
 def import_tensorflow():
-    """Import TensorFlow quietly, or say which extra to install."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Import TensorFlow without its C++ start-up chatter on stderr, or say which extra to install.
+
+    TensorFlow's native logging (oneDNN notices, absl's "log messages before
+    InitializeLog") ignores TF_CPP_MIN_LOG_LEVEL at import time, so the
+    process's stderr is pointed at /dev/null for the import only. Python
+    exceptions are unaffected.
+    """
+    import sys
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    saved = None
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:  # no real fd 2 (some notebooks): import with the chatter
+        saved = None
     try:
         import tensorflow as tf  # noqa: PLC0415
     except ImportError as exc:
         raise MissingDependencyError(
             "this detector needs TensorFlow: pip install 'geodetect[tf]' (tensorflow-cpu)"
         ) from exc
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
     return tf
 
 
