@@ -27,7 +27,7 @@ import os
 
 from geodetect.errors import ConfigError, MissingDependencyError
 
-__all__ = ["detect", "register", "plan", "sedona_available", "SEDONA_PACKAGES", "DETECTIONS_SCHEMA"]
+__all__ = ["detect", "register", "aggregate", "plan", "sedona_available", "SEDONA_PACKAGES", "DETECTIONS_SCHEMA"]
 
 log = logging.getLogger("geodetect")
 
@@ -203,3 +203,102 @@ def register(spark, *, detections=None, view: str = "detections") -> None:
             "Apache Sedona is not registered in this Spark session: geometries stay WKB. To enable it, start "
             "Spark with spark.jars.packages=%s and call sedona.spark.SedonaContext.create(spark)", SEDONA_PACKAGES
         )
+
+
+_ASSIGNED_SCHEMA = "class_name string, _area_q long, _region_order long"
+_warned_paths: set = set()
+
+
+def _assign_partitions(regions_wkb: list, orders, crs_wkt: str):
+    """mapInPandas function: detections (WKB) -> their region by the border rule, with a broadcast STRtree."""
+
+    def fn(batches):
+        import geopandas as gpd
+        import pandas as pd
+        import shapely
+
+        from geodetect.analytics import _prepare_detections
+        from geodetect.engines.geopandas import GeoPandasEngine
+
+        geoms = shapely.from_wkb(regions_wkb)
+        regions = gpd.GeoDataFrame({"_region_order": orders}, geometry=gpd.GeoSeries(geoms, crs=crs_wkt), crs=crs_wkt)
+        eng = GeoPandasEngine()
+        for pdf in batches:
+            g = gpd.GeoDataFrame(pdf.drop(columns=["geometry"]),
+                                 geometry=gpd.GeoSeries(shapely.from_wkb(pdf["geometry"].to_numpy()), crs=crs_wkt),
+                                 crs=crs_wkt)
+            table, _ = _prepare_detections(g)
+            a = eng.assign(table, regions)
+            yield pd.DataFrame({"class_name": a["class_name"].astype(str), "_area_q": a["_area_q"].astype("int64"),
+                                "_region_order": a["_region_order"].astype("int64")})
+
+    return fn
+
+
+def aggregate(sdf, regions, by: str, *, name_col: str | None = None, classes=None, crs="EPSG:4326"):
+    """Counts, areas and densities per region and class of a Spark detections DataFrame.
+
+    Same result, same border rule and same columns as :func:`geodetect.aggregate`.
+    ``regions`` is a GeoDataFrame or a vector file (small: it is broadcast).
+    With Apache Sedona registered in the session the aggregation runs
+    :data:`geodetect.engines.AGGREGATE_SQL` on Spark; without it, a broadcast
+    join against an STRtree inside ``mapInPandas`` assigns detections to
+    regions and Spark sums them. Which path ran is logged once. Only the small
+    region x class table reaches the driver.
+    """
+    _pyspark()
+    import numpy as np
+    import shapely
+    from pyspark.sql import functions as F
+
+    from geodetect.analytics import _classes_table, _normalise_counts, _prepare_regions, _with_region_columns
+    from geodetect.engines.geopandas import complete
+
+    reg = _prepare_regions(regions, by, name_col, crs)
+    if classes is None:
+        classes = [r.class_name for r in sdf.select("class_name").distinct().collect()]
+    cls = _classes_table(classes)
+    spark = sdf.sparkSession
+    if sedona_available(spark):
+        path = "sedona"
+        res = _aggregate_sedona(spark, sdf, reg, cls)
+    else:
+        path = "broadcast STRtree join (Sedona not registered)"
+        table = reg.table
+        fn = _assign_partitions([bytes(w) for w in shapely.to_wkb(np.asarray(table.geometry.values, dtype=object))],
+                                table["_region_order"].to_numpy(np.int64), table.crs.to_wkt())
+        assigned = sdf.select("class_name", "geometry", "area_m2").mapInPandas(fn, schema=_ASSIGNED_SCHEMA)
+        per = (assigned.groupBy("_region_order", "class_name")
+               .agg(F.count(F.lit(1)).alias("n"), F.sum("_area_q").alias("area_q")).toPandas())
+        res = complete(per.astype({"n": "int64", "area_q": "int64"}), table, cls)
+    if path not in _warned_paths:
+        _warned_paths.add(path)
+        log.warning("geodetect.spark.aggregate: %s%s", path,
+                    "" if path == "sedona" else f"; to run Sedona SQL start Spark with spark.jars.packages={SEDONA_PACKAGES}")
+    out = _with_region_columns(_normalise_counts(res), reg, lead=("class_name",))
+    out.attrs["geodetect"] = {"engine": "spark", "path": path}
+    return out
+
+
+def _aggregate_sedona(spark, sdf, reg, cls):  # pragma: no cover - needs the Sedona jars (SEDONA_JARS)
+    import shapely
+    from pyspark.sql import functions as F
+
+    from geodetect.engines import AGGREGATE_SQL
+
+    regions = spark.createDataFrame(
+        [(int(o), float(a), bytes(w)) for o, a, w in zip(reg.table["_region_order"], reg.table["region_area_km2"],
+                                                         shapely.to_wkb(reg.table.geometry.values))],
+        "_region_order long, region_area_km2 double, wkb binary",
+    ).withColumn("geometry", F.expr("ST_GeomFromWKB(wkb)")).drop("wkb")
+    dets = (sdf.withColumn("_det_id", F.monotonically_increasing_id())
+            .withColumn("_area_q", F.floor(F.col("area_m2") * 1000.0 + 0.5).cast("long"))
+            .withColumn("geometry", F.expr("CASE WHEN ST_GeometryType(ST_GeomFromWKB(geometry)) = 'ST_Point' "
+                                           "THEN ST_GeomFromWKB(geometry) ELSE ST_PointOnSurface(ST_GeomFromWKB(geometry)) END"))
+            .select("_det_id", "class_name", "_area_q", "geometry"))
+    classes = spark.createDataFrame([(c,) for c in cls["class_name"]], "class_name string")
+    dets.createOrReplaceTempView("_gd_detections")
+    regions.createOrReplaceTempView("_gd_regions")
+    classes.createOrReplaceTempView("_gd_classes")
+    q = AGGREGATE_SQL.format(detections="_gd_detections", regions="_gd_regions", classes="_gd_classes")
+    return spark.sql(q).toPandas()

@@ -1,5 +1,7 @@
 """Spark: inference inside tasks, big scenes split in blocks without seams, the SQL table function."""
 
+from pathlib import Path
+
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -82,3 +84,36 @@ def test_missing_sedona_is_reported_with_coordinates(spark, caplog):
         gds.register(spark)
     assert not gds.sedona_available(spark)
     assert "spark.jars.packages=org.apache.sedona:sedona-spark-shaded" in caplog.text
+
+
+@pytest.mark.slow
+def test_spark_aggregate_matches_sedonadb(spark, tmp_path):
+    """Same counts on Spark (broadcast STRtree fallback) as on SedonaDB, border and antimeridian points included."""
+    import geopandas as gpd
+
+    from geodetect.frames import make_detections
+
+    counties = gpd.read_file(Path(__file__).parent.parent / "sample_data" / "counties_demo.geojson")
+    rng = np.random.default_rng(5)
+    sample = counties.sample(40, random_state=1)
+    pts = list(sample.geometry.sample_points(5, rng=rng).explode().values)
+    # points on shared borders: vertices of county boundaries
+    pts += [shapely.Point(c) for g in counties.geometry.values[:30] for c in list(shapely.get_coordinates(g)[:3])]
+    # both sides of the antimeridian in Aleutians West
+    aw = counties[counties.fips == "02016"].geometry.iloc[0]
+    pts += [p.representative_point() for p in aw.geoms if abs(p.centroid.x) > 172][:6]
+    classes = rng.choice(["car", "bus"], len(pts))
+    dets = make_detections("x", "1", "s", classes, np.ones(len(pts)), pts, np.zeros(len(pts)), "EPSG:4326")
+    local = gd.aggregate(dets, counties, by="fips")
+    pdf = dets.assign(geometry=shapely.to_wkb(dets.geometry.values))
+    sdf = spark.createDataFrame(
+        [(r.detector, r.detector_version, r.scene_id, r.class_name, float(r.score), bytes(r.geometry), float(r.area_m2))
+         for r in pdf.itertuples()],
+        "detector string, detector_version string, scene_id string, class_name string, score float, geometry binary, area_m2 double",
+    )
+    remote = gds.aggregate(sdf, counties, by="fips")
+    assert remote.attrs["geodetect"]["path"].startswith("broadcast")
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(remote.reset_index(drop=True), local.reset_index(drop=True), check_exact=True)
+    assert local["count"].sum() > 200

@@ -10,7 +10,7 @@ import numpy as np
 
 from geodetect.errors import ConfigError
 
-__all__ = ["GeoPandasEngine"]
+__all__ = ["GeoPandasEngine", "complete"]
 
 
 class GeoPandasEngine:
@@ -59,21 +59,32 @@ class GeoPandasEngine:
             .agg(n=("_det_id", "size"), area_q=("_area_q", "sum"))
             .reset_index()
         )
-        grid = pd.MultiIndex.from_product(
-            [regions["_region_order"].to_numpy(np.int64), classes["class_name"].to_numpy(object)],
-            names=["_region_order", "class_name"],
-        ).to_frame(index=False)
-        out = grid.merge(per, on=["_region_order", "class_name"], how="left")
-        n = out["n"].fillna(0).to_numpy(np.int64)
-        area_q = out["area_q"].fillna(0).to_numpy(np.int64)
-        region_area = regions.set_index("_region_order")["region_area_km2"].reindex(out["_region_order"]).to_numpy(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            density = np.where(region_area > 0, n.astype(np.float64) / region_area, np.nan)
-        return pd.DataFrame({
-            "_region_order": out["_region_order"].to_numpy(np.int64),
-            "class_name": out["class_name"].to_numpy(object),
-            "count": n,
-            "area_m2": area_q.astype(np.float64) / 1000.0,
-            "density_per_km2": density,
-            "region_area_km2": region_area,
-        })
+        return complete(per, regions, classes)
+
+
+def complete(per, regions, classes):
+    """Per (region, class) sums ``n`` and ``area_q`` -> the full region x class table of AGGREGATE_SQL.
+
+    Shared by the GeoPandas engine and the Spark fallback (which sums on Spark
+    and completes the small table on the driver).
+    """
+    import pandas as pd
+
+    grid = pd.MultiIndex.from_product(
+        [regions["_region_order"].to_numpy(np.int64), classes["class_name"].to_numpy(object)],
+        names=["_region_order", "class_name"],
+    ).to_frame(index=False)
+    out = grid.merge(per, on=["_region_order", "class_name"], how="left")
+    n = out["n"].fillna(0).to_numpy(np.int64)
+    area_q = out["area_q"].fillna(0).to_numpy(np.int64)
+    region_area = regions.set_index("_region_order")["region_area_km2"].reindex(out["_region_order"]).to_numpy(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        density = np.where(region_area > 0, n.astype(np.float64) / region_area, np.nan)
+    return pd.DataFrame({
+        "_region_order": out["_region_order"].to_numpy(np.int64),
+        "class_name": out["class_name"].to_numpy(object),
+        "count": n,
+        "area_m2": area_q.astype(np.float64) / 1000.0,
+        "density_per_km2": density,
+        "region_area_km2": region_area,
+    })
