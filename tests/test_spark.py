@@ -1,5 +1,6 @@
 """Spark: inference inside tasks, big scenes split in blocks without seams, the SQL table function."""
 
+import os
 from pathlib import Path
 
 import geopandas as gpd
@@ -117,3 +118,44 @@ def test_spark_aggregate_matches_sedonadb(spark, tmp_path):
 
     pd.testing.assert_frame_equal(remote.reset_index(drop=True), local.reset_index(drop=True), check_exact=True)
     assert local["count"].sum() > 200
+
+
+SEDONA_SCRIPT = """
+import os, sys, json
+import numpy as np, geopandas as gpd, shapely
+from pyspark.sql import SparkSession
+from sedona.spark import SedonaContext
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.jars", os.environ["SEDONA_JARS"]).getOrCreate())
+spark = SedonaContext.create(spark)
+import geodetect as gd
+from geodetect import spark as gds
+from geodetect.frames import make_detections
+counties = gpd.read_file(sys.argv[1])
+pts = list(counties.sample(30, random_state=1).geometry.sample_points(4, rng=1).explode().values)
+dets = make_detections("x", "1", "s", ["car"] * len(pts), np.ones(len(pts)), pts, np.zeros(len(pts)), "EPSG:4326")
+sdf = spark.createDataFrame([(r.detector, r.detector_version, r.scene_id, r.class_name, 1.0, bytes(w), 0.0)
+                             for r, w in zip(dets.itertuples(), shapely.to_wkb(dets.geometry.values))],
+                            "detector string, detector_version string, scene_id string, class_name string, "
+                            "score float, geometry binary, area_m2 double")
+assert gds.sedona_available(spark)
+remote = gds.aggregate(sdf, counties, by="fips")
+local = gd.aggregate(dets, counties, by="fips")
+assert remote.attrs["geodetect"]["path"] == "sedona"
+assert (remote["count"].to_numpy() == local["count"].to_numpy()).all()
+print("ok")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("SEDONA_JARS"),
+                    reason="needs the Sedona Spark jars: set SEDONA_JARS to a comma-separated list of their paths "
+                           "(sedona-spark-shaded-4.1_2.13-1.9.1.jar, geotools-wrapper-1.9.1-33.5.jar)")
+def test_spark_aggregate_with_sedona_runs_the_same_sql():
+    import subprocess
+    import sys
+
+    counties = Path(__file__).parent.parent / "sample_data" / "counties_demo.geojson"
+    out = subprocess.run([sys.executable, "-c", SEDONA_SCRIPT, str(counties)], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
