@@ -57,7 +57,11 @@ def dedupe_points(xy, class_ids, scores, tile_ids, owned, radius: float) -> np.n
         return np.zeros(0, bool)
     dist = owned_distance(xy, owned)
     keep = dist <= radius
-    idx = np.nonzero(keep)[0]
+    # only points near an owned edge can have a twin from another tile: a twin lies at most
+    # `radius` outside its own tile's owned box, so it is at least depth - radius away
+    depth = np.minimum(np.minimum(xy[:, 0] - owned[:, 0], owned[:, 2] - xy[:, 0]),
+                       np.minimum(xy[:, 1] - owned[:, 1], owned[:, 3] - xy[:, 1]))
+    idx = np.nonzero(keep & (depth < 2 * radius))[0]
     if radius > 0 and len(idx) > 1:
         pairs = cKDTree(xy[idx]).query_pairs(radius, output_type="ndarray")
         pairs = idx[pairs] if len(pairs) else pairs.reshape(0, 2)

@@ -98,6 +98,18 @@ class Scene:
     def resampled(self) -> bool:
         return self.factor != (1.0, 1.0)
 
+    @property
+    def _all_valid(self) -> bool:
+        """No nodata value, mask band or alpha on the bands read: masks need not be read."""
+        v = self.__dict__.get("_all_valid_cache")
+        if v is None:
+            from rasterio.enums import MaskFlags
+
+            flags = self.dataset.mask_flag_enums
+            v = all(flags[i - 1] == [MaskFlags.all_valid] for i in self.indexes)
+            self.__dict__["_all_valid_cache"] = v
+        return v
+
     def read(self, col_off: int, row_off: int, width: int, height: int, pad_to: int | None = None):
         """Read a grid window: float32 (h, w, C) and a boolean validity mask (h, w).
 
@@ -114,33 +126,41 @@ class Scene:
         try:
             if self.resampled:
                 raw = ds.read(self.indexes, window=window, out_shape=out_shape, resampling=Resampling.bilinear)
-                masks = ds.read_masks(self.indexes, window=window, out_shape=out_shape, resampling=Resampling.nearest)
             else:
                 raw = ds.read(self.indexes, window=window)
-                masks = ds.read_masks(self.indexes, window=window)
+            if self._all_valid:
+                valid = np.ones((height, width), bool)
+            else:
+                if self.resampled:
+                    masks = ds.read_masks(self.indexes, window=window, out_shape=out_shape,
+                                          resampling=Resampling.nearest)
+                else:
+                    masks = ds.read_masks(self.indexes, window=window)
+                valid = np.all(masks > 0, axis=0)
         except Exception as exc:  # rasterio raises several kinds for corrupt blocks
             detail = " ".join(str(exc.__cause__ or exc).split())
             raise RasterReadError(
                 f"{self.path}: could not read pixels at column {col_off}, row {row_off} "
                 f"(truncated or corrupt file?): {detail}; re-download or re-export the scene"
             ) from exc
-        valid = np.all(masks > 0, axis=0)
         if np.issubdtype(raw.dtype, np.floating):
             valid &= np.all(np.isfinite(raw), axis=0)
-        data = scale_to_float32(raw, raw.dtype, self.scaling)
-        data = np.moveaxis(data, 0, -1)
+        n = pad_to if pad_to is not None else None
+        hh, ww = (max(height, n), max(width, n)) if n else (height, width)
+        data = np.zeros((hh, ww, raw.shape[0]), np.float32)
+        for k in range(raw.shape[0]):  # convert, scale and move bands last in one pass per band
+            data[:height, :width, k] = scale_to_float32(raw[k], raw.dtype, self.scaling)
         if not valid.all():
             # fill nodata with the tile's valid mean per band, so detectors see no
             # artificial edge at nodata borders (results there are dropped anyway)
-            fill = data[valid].mean(axis=0) if valid.any() else 0.0
-            data[~valid] = fill
-        if pad_to is not None and (height < pad_to or width < pad_to):
-            pd = np.zeros((pad_to, pad_to, data.shape[2]), np.float32)
-            pv = np.zeros((pad_to, pad_to), bool)
-            pd[:height, :width] = data
+            inner = data[:height, :width]
+            fill = inner[valid].mean(axis=0) if valid.any() else 0.0
+            inner[~valid] = fill
+        if (hh, ww) != (height, width):
+            pv = np.zeros((hh, ww), bool)
             pv[:height, :width] = valid
-            data, valid = pd, pv
-        return np.ascontiguousarray(data), valid
+            valid = pv
+        return data, valid
 
     def close(self) -> None:
         self.dataset.close()

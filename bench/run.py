@@ -1,0 +1,314 @@
+"""geodetect benchmarks: each figure is a ratio against a reference measured in the same run.
+
+Usage: python bench/run.py [--quick] [--only NAME ...] [--json bench/results.json]
+
+Figures (targets from the performance issue):
+  model      gd.detect vs the same model in a compiled tf.function on the same tiles   >= 0.85
+  io         tiles read + masked + scaled per second vs a plain rasterio block read     >= 0.8
+  stitch     1 M point detections stitched and georeferenced                           < 2 s
+  aggregate  10 M points x 3,231 counties: SedonaDB vs GeoPandas sjoin, same GeoParquet >= 3x
+  spark      Spark local[2] vs one process, 8 scenes                                   >= 1.6x
+  memory     peak RSS, 30,000^2 vs 3,000^2 three-band scene                             within 20 %
+  growth     time per megapixel at 10, 100 and 900 MP                                   flat within 15 %
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _best(fn, repeat=3):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def _sparse_scene(path, size, bands=3, block=512, data_every=4):
+    """A tiled GeoTIFF; one block in ``data_every`` along each axis holds textured data, the rest is sparse."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    rng = np.random.default_rng(0)
+    tile = rng.integers(30, 220, (bands, block, block), dtype=np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=bands, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(400000, 5000000, 0.1, 0.1), tiled=True,
+                       blockxsize=block, blockysize=block, compress="deflate", SPARSE_OK=True) as dst:
+        for r in range(0, size, block * data_every):
+            for c in range(0, size, block * data_every):
+                w, h = min(block, size - c), min(block, size - r)
+                dst.write(tile[:, :h, :w], window=Window(c, r, w, h))
+    return str(path)
+
+
+def _dense_scene(path, size, bands=3):
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    rng = np.random.default_rng(1)
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=bands, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(400000, 5000000, 0.1, 0.1), tiled=True,
+                       blockxsize=512, blockysize=512) as dst:
+        for r in range(0, size, 2048):
+            h = min(2048, size - r)
+            dst.write(rng.integers(0, 255, (bands, h, size), dtype=np.uint8), window=Window(0, r, size, h))
+    return str(path)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def bench_io(tmp, quick):
+    """Tile reads through geodetect (mask + scale + overlap) vs rasterio block reads of the whole image."""
+    import rasterio
+
+    from geodetect.io.raster import open_scene
+    from geodetect.io.tiling import Tiling
+
+    size = 4096 if quick else 8192
+    path = _dense_scene(Path(tmp) / "io.tif", size)
+
+    def plain():
+        with rasterio.open(path) as ds:
+            for _, w in ds.block_windows(1):
+                ds.read(window=w)
+
+    def ours():
+        with open_scene(path, bands=(1, 2, 3)) as sc:
+            t = Tiling(sc.width, sc.height, 512, 0)
+            for i in range(len(t)):
+                sc.read(*t.tile(i), pad_to=512)
+
+    ref, got = _best(plain, 2), _best(ours, 2)
+    mp = size * size / 1e6
+    return dict(name="io", value=mp / got, reference=mp / ref, unit="MP/s", ratio=ref / got, target=">= 0.8",
+                ok=ref / got >= 0.8, note=f"{size}x{size}x3 uint8, 512 px tiles, no overlap")
+
+
+def bench_stitch(tmp, quick):
+    """1 M points from 4,096 tiles: ownership + cross-tile merge + georeferencing to EPSG:4326."""
+    from affine import Affine
+
+    from geodetect import georef
+    from geodetect.io.tiling import Tiling
+    from geodetect.stitch import dedupe_points
+
+    n = 1_000_000
+    t = Tiling(16384, 16384, 256, 32)
+    rng = np.random.default_rng(0)
+    tid = rng.integers(0, len(t), n)
+    ext = t.tile_arrays(tid)
+    xy = ext[:, :2] + rng.uniform(0, 256, (n, 2))
+    cid = rng.integers(0, 5, n)
+    sc = rng.random(n).astype(np.float32)
+    tr = Affine(0.1, 0, 400000, 0, -0.1, 5000000)
+
+    def run():
+        keep = dedupe_points(xy, cid, sc, tid, t.owned_arrays(tid), 4.0)
+        g = georef.points_to_map(xy[keep], tr, "EPSG:32633", "EPSG:4326")
+        return len(g)
+
+    got = _best(run, 2)
+    return dict(name="stitch", value=got, reference=2.0, unit="s", ratio=2.0 / got, target="< 2 s", ok=got < 2.0,
+                note="1,000,000 points, 4,096 tiles, merge radius 4 px, UTM -> EPSG:4326")
+
+
+def bench_aggregate(tmp, quick):
+    """Points x the 3,231 us-atlas counties from one GeoParquet: SedonaDB path vs GeoPandas sjoin + groupby."""
+    import geopandas as gpd
+    import pandas as pd
+
+    import geodetect as gd
+    from geodetect.frames import make_detections
+
+    n = 1_000_000 if quick else 10_000_000
+    counties = gpd.read_parquet(ROOT / "sample_data" / "us_counties.parquet")
+    counties = counties[~counties.geometry.is_empty]
+    conus = counties[counties.state_fips.astype(int) < 57]
+    rng = np.random.default_rng(0)
+    xmin, ymin, xmax, ymax = -125, 24.5, -66.9, 49.4
+    x, y = rng.uniform(xmin, xmax, n), rng.uniform(ymin, ymax, n)
+    dets = make_detections("bench", "1", "s", rng.choice(["car", "truck", "bus"], n), np.ones(n, np.float32),
+                           gpd.points_from_xy(x, y), np.zeros(n), "EPSG:4326")
+    pq = Path(tmp) / "points.parquet"
+    cq = Path(tmp) / "counties.parquet"
+    dets.to_parquet(pq)
+    conus.to_parquet(cq)
+
+    def sedona():
+        return gd.aggregate(str(pq), str(cq), by="fips", engine="sedonadb")
+
+    def geopandas_sjoin():
+        p = gpd.read_parquet(pq)
+        c = gpd.read_parquet(cq)
+        j = gpd.sjoin(p, c[["fips", "geometry"]], how="inner", predicate="intersects")
+        return j.groupby(["fips", "class_name"]).size()
+
+    ref = _best(geopandas_sjoin, 1)
+    got = _best(sedona, 1)
+    return dict(name="aggregate", value=got, reference=ref, unit="s", ratio=ref / got, target=">= 3x",
+                ok=ref / got >= 3, note=f"{n:,} points x {len(conus):,} counties from GeoParquet")
+
+
+SPARK_SCRIPT = """
+import os, sys, time, json
+os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"; os.environ["PYSPARK_PYTHON"] = sys.executable
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.python.worker.reuse", "true").getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+from geodetect import spark as gds
+import geodetect as gd
+paths = sys.argv[1:]
+gds.detect(spark, paths[:2], "{detector}").count()   # warm up the workers (imports, model load)
+t = time.perf_counter(); n = gds.detect(spark, paths, "{detector}", block_rows=1000).count(); ts = time.perf_counter() - t
+print(json.dumps({{"spark_s": ts, "n": n}}))
+"""
+
+
+def bench_spark(tmp, quick, detector="sea-lion-counter"):
+    """8 scenes: Spark local[2] vs one process calling gd.detect."""
+    import geodetect as gd
+    from geodetect.simulate import make_scene
+
+    size = 1024 if quick else 2048
+    paths = [make_scene(Path(tmp) / f"sp{i}.tif", size=(size, size), n_objects=100, seed=i).path for i in range(8)]
+    gd.detect(paths[:1], detector, progress=False)  # warm up
+    t = time.perf_counter()
+    n_local = len(gd.detect(paths, detector, progress=False))
+    local = time.perf_counter() - t
+    out = subprocess.run([sys.executable, "-c", SPARK_SCRIPT.format(detector=detector), *paths], capture_output=True,
+                         text=True, timeout=3600)
+    if out.returncode != 0:
+        return dict(name="spark", error=out.stderr.strip().splitlines()[-1] if out.stderr else "failed")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    ratio = local / res["spark_s"]
+    return dict(name="spark", value=res["spark_s"], reference=local, unit="s", ratio=ratio, target=">= 1.6x",
+                ok=ratio >= 1.6 and res["n"] == n_local,
+                note=f"8 scenes {size}x{size}, {detector}; {res['n']} vs {n_local} detections")
+
+
+MEM_SCRIPT = """
+import json, resource, sys
+import geodetect as gd
+sys.path.insert(0, {tests!r})
+from detectors import BrightPoints
+from geodetect.plugins import DetectorSpec
+class Three(BrightPoints):
+    spec = DetectorSpec(**{{**BrightPoints.spec.__dict__, "name": "bench-three", "bands": (1, 2, 3),
+                          "tile_size": 512, "overlap": 32}})
+    def predict(self, tiles):
+        return super().predict(tiles[..., :1])
+gd.detect(sys.argv[1], Three, progress=False)
+print(json.dumps({{"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+"""
+
+
+def bench_memory(tmp, quick):
+    """Peak RSS of a whole detect run on a big vs a small scene (each in a fresh process)."""
+    big = 12_000 if quick else 30_000
+    res = {}
+    for size in (3_000, big):
+        p = _sparse_scene(Path(tmp) / f"mem{size}.tif", size)
+        code = MEM_SCRIPT.format(tests=str(ROOT / "tests"))
+        out = subprocess.run([sys.executable, "-c", code, p], capture_output=True, text=True, timeout=3600)
+        if out.returncode != 0:
+            return dict(name="memory", error=out.stderr.strip().splitlines()[-1])
+        res[size] = json.loads(out.stdout.strip().splitlines()[-1])["maxrss_kb"] / 1024
+    ratio = res[big] / res[3_000]
+    return dict(name="memory", value=res[big], reference=res[3_000], unit="MB peak RSS", ratio=ratio,
+                target="<= 1.2", ok=ratio <= 1.2, note=f"{big:,}^2 vs 3,000^2 x 3 bands")
+
+
+def bench_growth(tmp, quick, detector="sea-lion-counter"):
+    """Time per megapixel of gd.detect at three scene sizes."""
+    import geodetect as gd
+
+    sizes = (1_000, 3_162, 6_000) if quick else (3_162, 10_000, 30_000)
+    per_mp = {}
+    for size in sizes:
+        p = _sparse_scene(Path(tmp) / f"grow{size}.tif", size, data_every=1)
+        t = time.perf_counter()
+        gd.detect(p, detector, progress=False)
+        per_mp[size] = (time.perf_counter() - t) / (size * size / 1e6)
+    vals = list(per_mp.values())
+    spread = max(vals) / min(vals)
+    return dict(name="growth", value=vals[-1] * 1e3, reference=vals[0] * 1e3, unit="ms/MP", ratio=spread,
+                target="<= 1.15", ok=spread <= 1.15,
+                note=", ".join(f"{s * s / 1e6:.0f} MP: {v * 1e3:.1f} ms/MP" for s, v in per_mp.items()))
+
+
+def bench_model(tmp, quick):
+    """gd.detect vs the bare model in a compiled tf.function on the same tiles, per deep detector."""
+    rows = []
+    from geodetect.plugins import list_detectors, resolve_detector
+
+    for info in list_detectors(load=True):
+        if info.error or not hasattr(resolve_detector(info.name), "bare_model_benchmark"):
+            continue
+        det = resolve_detector(info.name)
+        rows.append(det.bare_model_benchmark(tmp, quick))
+    if not rows:
+        return dict(name="model", error="no deep detector exposes bare_model_benchmark() yet")
+    return rows
+
+
+FIGURES = {"io": bench_io, "stitch": bench_stitch, "aggregate": bench_aggregate, "spark": bench_spark,
+           "memory": bench_memory, "growth": bench_growth, "model": bench_model}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (minutes, not an hour)")
+    ap.add_argument("--only", nargs="*", choices=sorted(FIGURES), help="run only these figures")
+    ap.add_argument("--json", default=str(ROOT / "bench" / "results.json"), help="where to save the results")
+    args = ap.parse_args(argv)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="geodetect-bench-") as tmp:
+        for name in args.only or list(FIGURES):
+            t = time.perf_counter()
+            try:
+                r = FIGURES[name](tmp, args.quick)
+            except Exception as exc:  # noqa: BLE001 - a failed figure is reported, the rest still run
+                r = dict(name=name, error=f"{type(exc).__name__}: {exc}")
+            for row in r if isinstance(r, list) else [r]:
+                row["seconds"] = round(time.perf_counter() - t, 1)
+                results.append(row)
+                _print_row(row)
+    meta = {"machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "quick": args.quick, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+    Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=float))
+    print(f"\n{meta['machine']}; results saved to {args.json}")
+    return 0
+
+
+def _print_row(r):
+    if "error" in r:
+        print(f"{r['name']:<10} not measured: {r['error']}")
+        return
+    flag = "ok " if r["ok"] else "MISS"
+    print(f"{r['name']:<10} {flag} ratio {r['ratio']:7.2f} (target {r['target']:>10})  "
+          f"value {r['value']:10.3f} {r['unit']:<12} reference {r['reference']:10.3f}  {r.get('note', '')}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
