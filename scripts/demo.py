@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import geopandas as gpd
 import pandas as pd
 
 import geodetect as gd
@@ -56,20 +55,24 @@ def main(out: str) -> int:
     }).fillna(0).astype(int)
     per_scene.to_csv(out_dir / "counts_by_scene.csv")
 
-    counties = gpd.read_file(ROOT / "sample_data" / "counties_demo.geojson")
-    joined = gpd.sjoin(dets, counties[["fips", "name", "geometry"]], how="left", predicate="within")
-    joined["name"] = joined["name"].fillna("(at sea / outside any county)")
-    by_region = joined.groupby(["name", "class_name"]).size().unstack(fill_value=0)
-    by_region.to_csv(out_dir / "counts_by_borough.csv")
+    counties = ROOT / "sample_data" / "counties_demo.geojson"
+    by_region = gd.aggregate(dets, counties, by="fips")  # SedonaDB, embedded
+    by_region = by_region[by_region["count"] > 0]
+    by_region.to_csv(out_dir / "counts_by_borough.csv", index=False)
+    unassigned = by_region.attrs["geodetect"]["unassigned"]
+    hexes = gd.heatmap(dets, resolution=12)
+    gd.write(hexes, out_dir / "heatmap_h3.geojson")
 
     print("\nanimals per scene (detected vs simulated):")
     print(per_scene.to_string())
-    print("\nanimals per borough and class (first-guess classes of the classical stage):")
-    print(by_region.to_string())
+    print("\nanimals per borough and class (SedonaDB join with the real county polygons):")
+    print(by_region[["fips", "name", "class_name", "count", "density_per_km2"]].to_string(index=False))
+    print(f"detections outside every county (at sea): {unassigned}")
     lon = dets.geometry.x
     print(f"\nlongitudes span {lon.min():.4f} .. {lon.max():.4f} (the antimeridian scene wraps to +/-180)")
     print("\nwrote:")
-    for p in (parquet, geojson, out_dir / "counts_by_scene.csv", out_dir / "counts_by_borough.csv"):
+    for p in (parquet, geojson, out_dir / "counts_by_scene.csv", out_dir / "counts_by_borough.csv",
+              out_dir / "heatmap_h3.geojson"):
         print(f"  {p}")
     return 0
 
