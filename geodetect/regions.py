@@ -75,6 +75,12 @@ def load_regions(src, by: str, name_col: str | None = None, *, crs=None, src_crs
     elif name_col not in cols:
         raise ConfigError(f"{label}: no column {name_col!r} for region names; columns are: {', '.join(map(str, cols))}")
     ids = gdf[by]
+    bad = [v for v in ids.tolist() if not isinstance(v, (str, int, float, np.integer, np.floating)) and v is not None]
+    if bad:
+        raise ConfigError(
+            f"{label}: the region id column {by!r} holds {len(bad)} value(s) that are not plain ids "
+            f"(e.g. {bad[0]!r}); ids must be strings or numbers"
+        )
     if ids.isna().any():
         raise ConfigError(f"{label}: the region id column {by!r} has {int(ids.isna().sum())} empty values; ids must be set on every row")
     dup = ids[ids.duplicated(keep=False)]

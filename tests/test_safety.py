@@ -84,3 +84,67 @@ def test_fuzzed_geotiff_headers_give_a_result_or_a_geodetect_error(tmp_path, dat
             scene.read(0, 0, min(16, scene.width), min(16, scene.height))
     except GeodetectError:
         pass
+
+
+_GEOJSON_SEED = {
+    "type": "FeatureCollection",
+    "features": [
+        {"type": "Feature", "properties": {"fips": "01001", "name": "A"},
+         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}},
+        {"type": "Feature", "properties": {"fips": "01003", "name": "B"},
+         "geometry": {"type": "MultiPolygon", "coordinates": [[[[179, 50], [180, 50], [180, 51], [179, 51], [179, 50]]],
+                                                                 [[[-180, 50], [-179, 50], [-179, 51], [-180, 51], [-180, 50]]]]}},
+    ],
+}
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_geojson_regions_give_a_result_or_a_geodetect_error(tmp_path, data):
+    """Mutate a GeoJSON region file (structure, coordinates, ids, raw bytes); only a result or a GeodetectError."""
+    import copy
+    import json
+
+    from geodetect.regions import load_regions
+
+    doc = copy.deepcopy(_GEOJSON_SEED)
+    for _ in range(data.draw(st.integers(1, 4))):
+        if not doc["features"]:
+            break
+        feat = doc["features"][data.draw(st.integers(0, len(doc["features"]) - 1))]
+        geom = feat.get("geometry")
+        props = feat.get("properties")
+        where = data.draw(st.sampled_from(["geometry", "type", "coords", "id", "props", "drop"]))
+        if where == "geometry":
+            feat["geometry"] = data.draw(_json_values)
+        elif where == "type" and isinstance(geom, dict):
+            geom["type"] = data.draw(st.sampled_from(["Point", "LineString", "Polygon", "Nope", 3]))
+        elif where == "coords" and isinstance(geom, dict):
+            geom["coordinates"] = data.draw(_json_values)
+        elif where == "id" and isinstance(props, dict):
+            props["fips"] = data.draw(_json_values)
+        elif where == "props":
+            feat["properties"] = data.draw(_json_values)
+        elif where == "drop":
+            doc["features"].pop()
+    text = json.dumps(doc, allow_nan=True)
+    if data.draw(st.booleans()):
+        cut = data.draw(st.integers(0, len(text)))
+        text = text[:cut]
+    path = tmp_path / "regions.geojson"
+    path.write_text(text)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            load_regions(str(path), "fips", crs="EPSG:4326")
+        except GeodetectError:
+            pass
