@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.geodetect-installed
 
-.PHONY: venv test test-fast demo fuzz clean
+.PHONY: venv test test-fast demo fuzz bench browser-deps clean
 
 $(STAMP): pyproject.toml $(wildcard examples/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ demo: venv          ## simulate two Aleutian rookery scenes, count sea lions per
 
 fuzz: venv          ## the fuzz tests with many more examples than CI runs
 	GEODETECT_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest -q -k fuzz
+
+browser-deps:       ## Chromium (Debian) and the pinned kepler.gl / React copies from npm, for map tests and --offline maps
+	bash scripts/install_browser_deps.sh
+
+bench: venv         ## the benchmark table (ratios measured side by side); saved to bench/results.json
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache build *.egg-info

@@ -12,6 +12,7 @@ from geodetect.errors import GeodetectError
 from geodetect.frames import read, write
 from geodetect.pipeline import detect
 from geodetect.plugins import Detector, DetectorSpec, Task, list_detectors, register_detector
+from geodetect.viz import quicklook, quicklook_counts, to_kepler
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,9 @@ __all__ = [
     "heatmap",
     "change",
     "sql",
+    "to_kepler",
+    "quicklook",
+    "quicklook_counts",
     "read",
     "register_detector",
     "list_detectors",

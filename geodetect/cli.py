@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     from geodetect._cli_analytics import register as _register_analytics
 
     _register_analytics(sub)
+    from geodetect._cli_viz import register as _register_viz
+
+    _register_viz(sub)
 
     d = sub.add_parser(
         "detect",
