@@ -8,6 +8,7 @@ check the pipeline independently. Used by the tests, the demo and training.
 Kinds of scene (``make_scene(path, kind=...)``):
 
 * ``"sea-lions"``: Steller sea-lion rookeries (:func:`geodetect.simulate.sealions.make_rookery`).
+* ``"vehicles"``: cars, trucks and buses on roads and parking lots at 0.3 m (:func:`geodetect.simulate.vehicles.make_vehicles`).
 
 Examples
 --------
@@ -29,6 +30,7 @@ __all__ = ["KINDS", "SimScene", "make_scene", "seam_positions", "SEA_LION_CLASSE
 #: scene kinds: name -> "module:function" (imported on use)
 KINDS = {
     "sea-lions": "geodetect.simulate.sealions:make_rookery",
+    "vehicles": "geodetect.simulate.vehicles:make_vehicles",
 }
 
 

@@ -1,0 +1,4 @@
+"""Training support: loaders for real dataset formats.
+
+One module per format (e.g. :mod:`geodetect.train.xview`).
+"""
