@@ -62,12 +62,15 @@ def test_sql_table_function_and_view(spark, write_raster, tmp_path):
         gds.register(spark, detections=gds.detect(spark, [scene], BrightPoints))
         n_view = spark.sql("SELECT COUNT(*) AS n FROM detections").collect()[0].n
         # the UDTF runs in a Python worker, which knows only installed detectors: use the built-in one
-        pattern = str(tmp_path / "u*.tif")
+        from geodetect.simulate import make_scene
+
+        rook = make_scene(tmp_path / "rookery" / "r1.tif", size=(512, 512), n_objects=12, seed=3).path
+        pattern = str(tmp_path / "rookery" / "r*.tif")
         n_udtf = spark.sql(f"SELECT COUNT(*) AS n FROM geodetect_detect('sea-lion-counter', '{pattern}')").collect()[0].n
     finally:
         gd.plugins.unregister_detector(BrightPoints.spec.name)
     assert n_view == len(gd.detect(scene, BrightPoints, progress=False)) > 0
-    assert n_udtf == len(gd.detect(scene, "sea-lion-counter", progress=False))
+    assert n_udtf == len(gd.detect(rook, "sea-lion-counter", progress=False)) > 0
 
 
 def test_plan_splits_big_scenes_by_tile_rows(write_raster):
