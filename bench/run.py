@@ -60,17 +60,21 @@ def _sparse_scene(path, size, bands=3, block=512, data_every=4):
 
 
 def _dense_scene(path, size, bands=3):
+    """A deflate-compressed, tiled GeoTIFF with image-like content (smooth field + noise), as GIS data comes."""
     import rasterio
     from rasterio.transform import from_origin
     from rasterio.windows import Window
+    from scipy import ndimage
 
     rng = np.random.default_rng(1)
     with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=bands, dtype="uint8",
                        crs="EPSG:32633", transform=from_origin(400000, 5000000, 0.1, 0.1), tiled=True,
-                       blockxsize=512, blockysize=512) as dst:
+                       blockxsize=512, blockysize=512, compress="deflate") as dst:
         for r in range(0, size, 2048):
             h = min(2048, size - r)
-            dst.write(rng.integers(0, 255, (bands, h, size), dtype=np.uint8), window=Window(0, r, size, h))
+            field = ndimage.zoom(rng.normal(0, 1, (bands, h // 32 + 1, size // 32 + 1)), (1, 32, 32), order=1)
+            img = np.clip(120 + 40 * field[:, :h, :size] + rng.normal(0, 6, (bands, h, size)), 0, 255)
+            dst.write(img.astype(np.uint8), window=Window(0, r, size, h))
     return str(path)
 
 
@@ -78,22 +82,26 @@ def _dense_scene(path, size, bands=3):
 
 
 def bench_io(tmp, quick):
-    """Tile reads through geodetect (mask + scale + overlap) vs rasterio block reads of the whole image."""
+    """Tile reads through geodetect (masks + float32 scaling) vs rasterio block reads of the whole image.
+
+    Both run with the same 64 MB GDAL block cache (geodetect's default) on a
+    deflate-compressed scene larger than the cache, so neither is served from memory.
+    """
     import rasterio
 
     from geodetect.io.raster import open_scene
     from geodetect.io.tiling import Tiling
 
-    size = 4096 if quick else 8192
+    size = 8192
     path = _dense_scene(Path(tmp) / "io.tif", size)
 
     def plain():
-        with rasterio.open(path) as ds:
+        with rasterio.Env(GDAL_CACHEMAX=64 * 2**20), rasterio.open(path) as ds:
             for _, w in ds.block_windows(1):
                 ds.read(window=w)
 
     def ours():
-        with open_scene(path, bands=(1, 2, 3)) as sc:
+        with rasterio.Env(GDAL_CACHEMAX=64 * 2**20), open_scene(path, bands=(1, 2, 3)) as sc:
             t = Tiling(sc.width, sc.height, 512, 0)
             for i in range(len(t)):
                 sc.read(*t.tile(i), pad_to=512)
@@ -101,7 +109,7 @@ def bench_io(tmp, quick):
     ref, got = _best(plain, 2), _best(ours, 2)
     mp = size * size / 1e6
     return dict(name="io", value=mp / got, reference=mp / ref, unit="MP/s", ratio=ref / got, target=">= 0.8",
-                ok=ref / got >= 0.8, note=f"{size}x{size}x3 uint8, 512 px tiles, no overlap")
+                ok=ref / got >= 0.8, note=f"{size}x{size}x3 uint8 deflate, 512 px tiles, no overlap, 64 MB cache")
 
 
 def bench_stitch(tmp, quick):

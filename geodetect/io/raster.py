@@ -51,19 +51,29 @@ def parse_bands(text: str | Sequence | Mapping | None):
 
 def scale_to_float32(arr: np.ndarray, dtype: np.dtype, scaling) -> np.ndarray:
     """Scale raw values to float32 as the detector declares (never per tile statistics)."""
-    out = arr.astype(np.float32, copy=False)
+    offset, factor = _affine_scaling(dtype, scaling)
+    out = arr.astype(np.float32)
+    if offset:
+        out -= np.float32(offset)
+    if factor != 1.0:
+        out *= np.float32(factor)
+    return out
+
+
+def _affine_scaling(dtype, scaling) -> tuple[float, float]:
+    """(offset, factor) with scaled = (raw - offset) * factor; the same numbers as :func:`scale_to_float32`."""
     if scaling == "none":
-        return out
+        return 0.0, 1.0
     if scaling == "dtype":
         dt = np.dtype(dtype)
         if np.issubdtype(dt, np.integer):
             info = np.iinfo(dt)
             if info.min == 0:
-                return out * np.float32(1.0 / info.max)
-            return (out - np.float32(info.min)) * np.float32(1.0 / (float(info.max) - float(info.min)))
-        return out
+                return 0.0, 1.0 / info.max
+            return float(info.min), 1.0 / (float(info.max) - float(info.min))
+        return 0.0, 1.0
     lo, hi = scaling
-    return (out - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+    return float(lo), 1.0 / (hi - lo)
 
 
 def pixel_size_m(transform, crs, center_lat: float | None = None) -> tuple[float, float]:
@@ -148,8 +158,14 @@ class Scene:
         n = pad_to if pad_to is not None else None
         hh, ww = (max(height, n), max(width, n)) if n else (height, width)
         data = np.zeros((hh, ww, raw.shape[0]), np.float32)
+        offset, factor = _affine_scaling(raw.dtype, self.scaling)
         for k in range(raw.shape[0]):  # convert, scale and move bands last in one pass per band
-            data[:height, :width, k] = scale_to_float32(raw[k], raw.dtype, self.scaling)
+            view = data[:height, :width, k]
+            if offset:
+                np.subtract(raw[k], np.float32(offset), out=view, casting="unsafe")
+                view *= np.float32(factor)
+            else:
+                np.multiply(raw[k], np.float32(factor), out=view, casting="unsafe")
         if not valid.all():
             # fill nodata with the tile's valid mean per band, so detectors see no
             # artificial edge at nodata borders (results there are dropped anyway)
