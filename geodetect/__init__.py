@@ -35,3 +35,12 @@ __all__ = [
     "GeodetectError",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    """``gd.testing``, ``gd.simulate``, ``gd.spark``, ``gd.plugins``: submodules imported on first use."""
+    if name in ("testing", "simulate", "spark", "plugins", "evaluate", "runs"):
+        import importlib
+
+        return importlib.import_module(f"geodetect.{name}")
+    raise AttributeError(f"module 'geodetect' has no attribute {name!r}")

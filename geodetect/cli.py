@@ -164,7 +164,8 @@ def _cmd_detect(args) -> int:
         _say(
             args,
             f"{st['path']}: {st['detections']} detections from {st['tiles_run']} of {st['tiles_total']} tiles "
-            f"({st['tiles_nodata']} nodata tiles skipped, {st['duplicates_removed']} seam duplicates merged)",
+            f"({st['tiles_nodata']} nodata tiles skipped, {st['duplicates_removed']} seam duplicates merged, "
+            f"{st['on_nodata_removed']} dropped on or beside nodata)",
         )
         for note in st["notes"]:
             _say(args, f"note: {st['path']}: {note}")

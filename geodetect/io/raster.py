@@ -146,7 +146,9 @@ class Scene:
                                           resampling=Resampling.nearest)
                 else:
                     masks = ds.read_masks(self.indexes, window=window)
-                valid = np.all(masks > 0, axis=0)
+                # GDAL's dataset-mask rule: a pixel is nodata only when every band is (a saturated
+                # 255 in one band of an RGB scene with nodata=255 is still a pixel)
+                valid = np.any(masks > 0, axis=0)
         except Exception as exc:  # rasterio raises several kinds for corrupt blocks
             detail = " ".join(str(exc.__cause__ or exc).split())
             raise RasterReadError(

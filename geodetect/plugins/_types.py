@@ -283,6 +283,12 @@ class Detector:
         """
         return None
 
+    def __getstate__(self):
+        # a pickled detector (Spark) must load again in the process that unpickles it
+        state = dict(self.__dict__)
+        state.pop("_geodetect_loaded", None)
+        return state
+
     def ensure_loaded(self) -> None:
         """Call :meth:`load` once for this instance and check the model's channels (the host calls this)."""
         if getattr(self, "_geodetect_loaded", False):
