@@ -64,3 +64,29 @@ class MeanLabel(Detector):
     def predict(self, tiles):
         m = tiles[..., 0].mean(axis=(1, 2))
         return [Labels(np.array([1 - (v > 0.5), float(v > 0.5)])) for v in m]
+
+
+class FlakyPoints(BrightPoints):
+    """BrightPoints whose first two predict calls fail, mid-task (for Spark retry tests).
+
+    Failures are remembered as files in $GEODETECT_FLAKY_DIR, so retried tasks
+    succeed. Without that variable it never fails.
+    """
+
+    spec = DetectorSpec(name="test-flaky-points", version="0.0.1", task=Task.POINTS, classes=("spot",),
+                        bands=(1,), tile_size=64, overlap=16, merge_radius_px=3.0)
+
+    def predict(self, tiles):
+        import os
+
+        d = os.environ.get("GEODETECT_FLAKY_DIR")
+        out = super().predict(tiles)  # compute first: the failure comes mid-way through the task
+        if d:
+            for k in range(2):  # the first two predict calls anywhere fail; every later one succeeds
+                try:
+                    fd = os.open(os.path.join(d, f"failure-{k}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    continue
+                os.close(fd)
+                raise RuntimeError("simulated executor failure")
+        return out

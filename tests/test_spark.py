@@ -162,3 +162,48 @@ def test_spark_aggregate_with_sedona_runs_the_same_sql():
     out = subprocess.run([sys.executable, "-c", SEDONA_SCRIPT, str(counties)], capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+RETRY_SCRIPT = """
+import os, sys, json
+os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"; os.environ["PYSPARK_PYTHON"] = sys.executable
+sys.path.insert(0, sys.argv[1])
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master("local[2,3]").config("spark.ui.enabled", "false").getOrCreate())
+spark.sparkContext.setLogLevel("OFF")
+import numpy as np, shapely, geopandas as gpd
+import geodetect as gd
+from geodetect import spark as gds
+from geodetect.testing import assert_detections_equal
+from detectors import FlakyPoints
+scenes = sys.argv[3:]
+os.environ["GEODETECT_FLAKY_DIR"] = sys.argv[2]
+pdf = gds.detect(spark, scenes, FlakyPoints, block_rows=2).toPandas()
+got = gpd.GeoDataFrame(pdf.drop(columns=["geometry", "block"]), geometry=shapely.from_wkb(pdf["geometry"].to_numpy()),
+                       crs="EPSG:4326")[["detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2"]]
+os.environ.pop("GEODETECT_FLAKY_DIR")  # the driver's local reference run must not fail
+want = gd.detect(scenes, FlakyPoints, progress=False)
+assert_detections_equal(got, want)
+print(json.dumps({"rows": len(got), "failed_attempts": len(os.listdir(sys.argv[2]))}))
+"""
+
+
+@pytest.mark.slow
+def test_failed_and_retried_tasks_give_no_duplicates(write_raster, tmp_path):
+    """Two tasks fail mid-way and are retried: the result equals a local run exactly, no duplicates."""
+    import json
+    import subprocess
+    import sys
+
+    scenes = [_spots(write_raster, f"f{i}.tif", (320, 300), 50, 10 + i) for i in range(2)]
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    tests = str(Path(__file__).parent)
+    env = {**os.environ, "GEODETECT_FLAKY_DIR": str(marks),
+           "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", RETRY_SCRIPT, str(Path(__file__).parent), str(marks), *scenes],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["failed_attempts"] == 2  # two tasks failed mid-way and were retried
+    assert res["rows"] > 50
