@@ -63,6 +63,11 @@ def main(out: str) -> int:
     hexes = gd.heatmap(dets, resolution=12)
     gd.write(hexes, out_dir / "heatmap_h3.geojson")
 
+    # maps and pictures: a kepler.gl map (online assets; `geodetect map --offline` inlines them) and PNGs
+    map_html = gd.to_kepler(dets, out_dir / "map.html", regions=counties, by="fips", heatmap=True, hexbins=12)
+    pngs = [gd.quicklook(p, dets[dets.scene_id == Path(p).stem], out_dir / f"{Path(p).stem}.png") for p in paths]
+    pngs.append(gd.quicklook_counts(by_region, out_dir / "counts_by_borough.png", by="fips"))
+
     print("\nanimals per scene (detected vs simulated):")
     print(per_scene.to_string())
     print("\nanimals per borough and class (SedonaDB join with the real county polygons):")
@@ -72,7 +77,7 @@ def main(out: str) -> int:
     print(f"\nlongitudes span {lon.min():.4f} .. {lon.max():.4f} (the antimeridian scene wraps to +/-180)")
     print("\nwrote:")
     for p in (parquet, geojson, out_dir / "counts_by_scene.csv", out_dir / "counts_by_borough.csv",
-              out_dir / "heatmap_h3.geojson"):
+              out_dir / "heatmap_h3.geojson", map_html, *pngs):
         print(f"  {p}")
     return 0
 
