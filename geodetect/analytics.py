@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from geodetect.errors import ConfigError, MissingDependencyError, OutputError
+from geodetect.errors import ConfigError, MissingDependencyError
 
 __all__ = ["aggregate", "heatmap", "change", "sql", "ChangeReport", "write_table"]
 
@@ -477,17 +477,11 @@ def write_table(df, path) -> str:
     if ext not in (".csv", ".parquet"):
         hint = " (this result has no geometry)" if ext in FORMATS else ""
         raise ConfigError(f"{p}: unknown table format {ext!r}{hint}; use .csv or .parquet")
-    parent = os.path.dirname(p) or "."
-    tmp = os.path.join(parent, f".{os.path.basename(p)}.tmp{ext}")
-    try:
-        os.makedirs(parent, exist_ok=True)
+    from geodetect._atomic import atomic_output
+
+    with atomic_output(p, what="the table") as tmp:
         if ext == ".csv":
             df.to_csv(tmp, index=False)
         else:
             df.to_parquet(tmp, index=False)
-        os.replace(tmp, p)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise OutputError(f"{p}: could not write ({exc.strerror or exc})") from None
     return p

@@ -8,12 +8,11 @@ Schema (public API, see DESIGN.md): ``detector``, ``detector_version``,
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from geodetect.errors import ConfigError, OutputError, VectorReadError
+from geodetect.errors import ConfigError, GeodetectError, OutputError, VectorReadError
 
 __all__ = ["COLUMNS", "FORMATS", "check_output_path", "empty_detections", "make_detections", "write", "read"]
 
@@ -84,29 +83,21 @@ def write(dets, path, *, overwrite: bool = True) -> Path:
         raise OutputError(f"{path}: already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
     if path.exists() and path.is_dir():
         raise OutputError(f"{path}: is a directory; give a file name such as {path / 'detections.parquet'}")
-    parent = path.parent if str(path.parent) else Path(".")
+    from geodetect._atomic import atomic_output
+
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot create the folder {parent} ({exc.strerror})") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=parent)
-    os.close(fd)
-    os.unlink(tmp)  # drivers want to create the file themselves
-    try:
-        if fmt == "parquet":
-            dets.to_parquet(tmp, index=False)
-        elif fmt == "csv":
-            df = dets.drop(columns=dets.geometry.name).assign(wkt=dets.geometry.to_wkt(rounding_precision=-1))
-            df.to_csv(tmp, index=False)
-        else:
-            layer = {"layer": path.stem} if fmt == "GPKG" else {}
-            dets.to_file(tmp, driver=fmt, engine="pyogrio", **layer)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if not isinstance(exc, Exception) or isinstance(exc, OutputError):
-            raise
+        with atomic_output(path, what=fmt, keep_temp=False) as tmp:  # drivers create the file themselves
+            if fmt == "parquet":
+                dets.to_parquet(tmp, index=False)
+            elif fmt == "csv":
+                df = dets.drop(columns=dets.geometry.name).assign(wkt=dets.geometry.to_wkt(rounding_precision=-1))
+                df.to_csv(tmp, index=False)
+            else:
+                layer = {"layer": path.stem} if fmt == "GPKG" else {}
+                dets.to_file(tmp, driver=fmt, engine="pyogrio", **layer)
+    except GeodetectError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a driver's own error types
         raise OutputError(f"{path}: could not write {fmt} ({type(exc).__name__}: {exc})") from exc
     return path
 

@@ -55,7 +55,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1162,22 +1161,8 @@ def _render_html(spec: dict, *, title: str, note: str, asset_bytes) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.html", dir=parent)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write in {parent} ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    from geodetect._atomic import atomic_output
+
+    with atomic_output(path, what="the map") as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise OutputError(f"{path}: could not write the map ({exc.strerror or exc})") from None
-        raise

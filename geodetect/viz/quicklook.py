@@ -20,7 +20,6 @@ canvas directly (no pyplot, no GUI backend).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -298,27 +297,12 @@ def _load_dets(dets):
 
 
 def _save(fig, path: Path, dpi: int) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
+    from geodetect._atomic import atomic_output
+
     if path.is_dir():
         raise OutputError(f"{path}: is a directory; give a file name such as {path / 'quicklook.png'}")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.png", dir=parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write in {parent} ({exc.strerror or exc})") from None
-    try:
+    with atomic_output(path, what="the PNG") as tmp:
         fig.savefig(tmp, dpi=dpi, format="png", facecolor=fig.get_facecolor())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise OutputError(f"{path}: could not write the PNG ({exc.strerror or exc})") from None
-        raise
 
 
 # --------------------------------------------------------------------------- counts
