@@ -153,8 +153,9 @@ def test_patches_are_centred_on_the_dots(kaggle_root):
     half = cut_patches(plain, xs[:2], scale=0.5)
     assert half.shape == (2, 64, 64, 3)
     # at scale 0.5 the patch spans 128 source pixels: its centre still shows the point's surroundings
-    assert np.abs(half[0, 30:34, 30:34].mean(axis=(0, 1)) - plain[int(xs[0, 1]) - 4 : int(xs[0, 1]) + 4,
-                                                                 int(xs[0, 0]) - 4 : int(xs[0, 0]) + 4].mean(axis=(0, 1))).max() < 25
+    c, r = int(xs[0, 0]), int(xs[0, 1])
+    around = plain[r - 4 : r + 4, c - 4 : c + 4].mean(axis=(0, 1))
+    assert np.abs(half[0, 30:34, 30:34].mean(axis=(0, 1)) - around).max() < 25
 
 
 def test_file_formats(tmp_path):

@@ -38,7 +38,8 @@ def _as_counts(df, name: str):
     out = df.copy()
     out.index = out.index.map(str)
     if out.index.has_duplicates:
-        raise ConfigError(f"count_rmse: {name} has duplicate scene ids: {sorted(set(out.index[out.index.duplicated()]))[:5]}")
+        dup = sorted(set(out.index[out.index.duplicated()]))
+        raise ConfigError(f"count_rmse: {name} has duplicate scene ids: {dup[:5]}")
     return out
 
 

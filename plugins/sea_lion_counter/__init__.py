@@ -1,34 +1,80 @@
-"""sea-lion-counter: one point per Steller sea lion.
+"""sea-lion-counter: one point per Steller sea lion, in five classes.
 
-Stage 1 (this module, classical): Laplacian-of-Gaussian blob proposals, as in
-the sea-lion blog (seed 002): scale-normalised LoG over a few scales matched to
-the animals' body widths, local maxima in scale-space, sub-pixel refinement by
-a quadratic fit. The class is a first guess from the blob's size and
-brightness; the CNN classifier of the models issue replaces that guess.
+Two stages, as in the sea-lion blog (seed 002):
+
+1. **Proposals** (classical): scale-normalised Laplacian-of-Gaussian over
+   scales matched to the animals' body widths, bright and dark blobs in
+   separate maps (so an animal's shadow does not hide it), plus blobs of the
+   chroma (red - blue: brown pelage on grey rock and surf), local maxima in
+   scale-space with a low threshold (high recall: rock, surf and clutter get
+   through too), sub-pixel refinement by a quadratic fit.
+2. **Classification** (Keras CNN): a 64x64 patch at the detector's 0.1 m
+   around each proposal (edge-replicated at tile edges) is classified into
+   ``adult_males, subadult_males, adult_females, juveniles, pups`` or
+   ``not_sea_lion``. All patches of a batch of tiles go through one compiled
+   ``tf.function`` call. Accepted proposals closer than ~0.6 body lengths are
+   one animal: the one with the strongest blob response x CNN confidence is
+   kept, at its LoG peak.
+
+Weights (``sea_lion_cnn.keras``, sha256-checked, safe-mode load) were trained
+on simulated rookeries only (``train.py``; see MODEL_CARD.md).
+
+``SeaLionCounter(cnn=False)`` runs the classical stage alone (v0.1: stricter
+LoG threshold, class guessed from blob size and brightness), for comparison.
+TensorFlow is imported only in :meth:`SeaLionCounter.load`.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from geodetect.plugins import Detector, DetectorSpec, Points, Task
 
+__all__ = ["CLASSES", "SeaLionCounter", "log_blobs", "propose", "cut_patches", "WEIGHTS", "WEIGHTS_SHA256"]
+
 CLASSES = ("adult_males", "subadult_males", "adult_females", "juveniles", "pups")
+#: the committed weights of the patch classifier and their sha256
+WEIGHTS = Path(__file__).with_name("sea_lion_cnn.keras")
+WEIGHTS_SHA256 = "242ef44128874b5863a09a63259ef8f9a00d3eac89cebbed8c7dd990e15beee0"
+#: LoG scales in pixels at 0.1 m: body half-widths of pups .. bulls divided by sqrt(2)
+SIGMAS = (1.8, 2.6, 3.4, 4.6)
+#: proposal stage of the two-stage detector: low threshold, bright and dark blobs apart
+PROPOSAL_THRESHOLD = 0.02
+PROPOSAL_NMS_RADIUS = 4
+MAX_PROPOSALS_PER_TILE = 512
+PATCH = 64
+#: nominal body length in pixels at 0.1 m per class (simulate.SEA_LION_SIZES_M / 0.1)
+_LENGTH_PX = np.array([30.0, 25.0, 22.0, 16.0, 10.0])
 
 
-def log_blobs(gray: np.ndarray, sigmas, threshold: float, nms_radius: int):
+def log_blobs(gray: np.ndarray, sigmas, threshold: float, nms_radius: int, *, split_polarity: bool = False):
     """Scale-normalised |LoG| blobs of a 2-D image.
 
     Returns (xy (K, 2) continuous [col, row], response (K,), sigma (K,), polarity (K,))
     where polarity is +1 for blobs brighter than their surroundings.
+
+    With ``split_polarity`` bright and dark blobs are found in separate maps, so
+    a dark blob (a shadow, a tide pool) never suppresses a bright one next to
+    it, nor the other way round.
     """
     from scipy import ndimage
 
     stack = np.stack([-(s * s) * ndimage.gaussian_laplace(gray, s, mode="nearest") for s in sigmas])
-    mag = np.abs(stack)
+    if split_polarity:
+        parts = [_peaks(np.maximum(stack, 0), sigmas, threshold, nms_radius, 1.0),
+                 _peaks(np.maximum(-stack, 0), sigmas, threshold, nms_radius, -1.0)]
+        return tuple(np.concatenate(a) for a in zip(*parts))
+    return _peaks(np.abs(stack), sigmas, threshold, nms_radius, stack)
+
+
+def _peaks(mag, sigmas, threshold, nms_radius, polarity):
+    """Scale-space maxima of a response stack ``mag`` (S, H, W) >= 0, refined to sub-pixel."""
+    from scipy import ndimage
+
     best = mag.argmax(axis=0)
     resp = np.take_along_axis(mag, best[None], axis=0)[0]
-    signed = np.take_along_axis(stack, best[None], axis=0)[0]
     peak = ndimage.maximum_filter(resp, size=2 * nms_radius + 1, mode="nearest")
     rows, cols = np.nonzero((resp == peak) & (resp > threshold))
     if len(rows) == 0:
@@ -55,17 +101,98 @@ def log_blobs(gray: np.ndarray, sigmas, threshold: float, nms_radius: int):
     dx = np.where(cc == cols, np.clip(np.nan_to_num(dx), -0.5, 0.5), 0.0)
     dy = np.where(rc == rows, np.clip(np.nan_to_num(dy), -0.5, 0.5), 0.0)
     xy = np.column_stack([cols + 0.5 + dx, rows + 0.5 + dy])
-    sig = np.asarray(sigmas, float)[best[rows, cols]]
-    pol = np.sign(signed[rows, cols])
+    sig = np.asarray(sigmas, float)[k]
+    if isinstance(polarity, np.ndarray):  # the signed stack
+        pol = np.sign(polarity[k, rows, cols])
+    else:
+        pol = np.full(len(rows), float(polarity))
     return xy, resp[rows, cols], sig, pol
 
 
+def propose(rgb: np.ndarray, *, threshold: float = PROPOSAL_THRESHOLD, nms_radius: int = PROPOSAL_NMS_RADIUS,
+            max_proposals: int = MAX_PROPOSALS_PER_TILE):
+    """Blob proposals of an (H, W, 3) 0..1 image: (xy, response, sigma, polarity), strongest first.
+
+    Blobs of the brightness (bright and dark apart) and, added where no
+    brightness blob is within 2 px, blobs of the chroma ``red - blue`` that
+    stand out above their surroundings: pelage is brown, rock, surf and
+    shadows are grey, so a pale animal on white surf whose brightness blob is
+    pulled towards its shadow still gets a proposal on its body.
+    """
+    from scipy.spatial import cKDTree
+
+    gray = rgb[..., :3].mean(axis=2)
+    xy, resp, sig, pol = log_blobs(gray, SIGMAS, threshold, nms_radius, split_polarity=True)
+    if rgb.shape[-1] >= 3:
+        chroma = rgb[..., 0] - rgb[..., 2]
+        cxy, cresp, csig, cpol = log_blobs(chroma, SIGMAS, threshold, nms_radius, split_polarity=True)
+        new = cpol > 0
+        if len(xy) and new.any():
+            new &= cKDTree(xy).query(cxy)[0] > 2.0
+        xy, resp = np.concatenate([xy, cxy[new]]), np.concatenate([resp, cresp[new]])
+        sig, pol = np.concatenate([sig, csig[new]]), np.concatenate([pol, cpol[new]])
+    order = np.argsort(-resp, kind="stable")[:max_proposals]
+    return xy[order], resp[order], sig[order], pol[order]
+
+
+def cut_patches(img: np.ndarray, xy: np.ndarray, size: int = PATCH) -> np.ndarray:
+    """(K, size, size, C) patches of ``img`` (H, W, C) whose centre pixel holds each point ``xy`` [col, row].
+
+    Outside the image the edge pixels are repeated.
+    """
+    half = size // 2
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    if len(xy) == 0:
+        return np.zeros((0, size, size, img.shape[2]), img.dtype)
+    padded = np.pad(img, ((half, half), (half, half), (0, 0)), mode="edge")
+    c = np.clip(np.floor(xy[:, 0]).astype(np.int64), 0, img.shape[1] - 1)
+    r = np.clip(np.floor(xy[:, 1]).astype(np.int64), 0, img.shape[0] - 1)
+    off = np.arange(size)
+    rows = (r[:, None] + off[None, :])[:, :, None]  # padded coordinates: r - half + half + off
+    cols = (c[:, None] + off[None, :])[:, None, :]
+    return padded[rows, cols]
+
+
+def suppress(xy: np.ndarray, class_ids: np.ndarray, scores: np.ndarray, *, same: float = 0.6,
+             other: float = 0.35) -> np.ndarray:
+    """Keep-mask over accepted proposals: one animal can give several blobs (body, head, shadow, the
+    dark flanks of a bright body). From the highest ``scores`` down, a proposal removes the lower ones
+    closer than ``same`` x the body length of its class when they have its class, or ``other`` x
+    that length when they do not (a pup lying against its mother stays)."""
+    from scipy.spatial import cKDTree
+
+    n = len(xy)
+    keep = np.ones(n, bool)
+    if n < 2:
+        return keep
+    tree = cKDTree(xy)
+    length = _LENGTH_PX[class_ids]
+    for i in np.argsort(-scores, kind="stable"):
+        if not keep[i]:
+            continue
+        for j in tree.query_ball_point(xy[i], same * max(length[i], _LENGTH_PX.max())):
+            if j == i or not keep[j]:
+                continue
+            r = same if class_ids[j] == class_ids[i] else other
+            if np.hypot(*(xy[j] - xy[i])) <= r * max(length[i], length[j]):
+                keep[j] = False
+    return keep
+
+
 class SeaLionCounter(Detector):
-    """LoG blob proposals, one point per animal (classical stage)."""
+    """LoG blob proposals classified by a small CNN, one point per animal.
+
+    Parameters
+    ----------
+    cnn : False runs the classical stage alone (v0.1 behaviour), without TensorFlow.
+    weights, sha256 : another ``.keras`` classifier (e.g. the seed baseline from
+        ``train.py --baseline``) and its sha256; default the committed weights.
+    accept : an animal is reported when P(not_sea_lion) < 1 - accept.
+    """
 
     spec = DetectorSpec(
         name="sea-lion-counter",
-        version="0.1.0",
+        version="1.0.0",
         task=Task.POINTS,
         classes=CLASSES,
         bands=(1, 2, 3),
@@ -73,16 +200,72 @@ class SeaLionCounter(Detector):
         overlap=64,
         gsd_m=0.1,
         merge_radius_px=8.0,
-        description="Steller sea lions as points: Laplacian-of-Gaussian blob proposals (classical stage)",
+        description="Steller sea lions as points in five classes: LoG blob proposals classified by a CNN "
+        "(trained on simulated rookeries)",
         licence="Apache-2.0",
+        weights_sha256=WEIGHTS_SHA256,
     )
 
-    #: LoG scales in pixels at 0.1 m: body half-widths of pups .. bulls divided by sqrt(2)
-    sigmas = (1.8, 2.6, 3.4, 4.6)
+    # classical stage (cnn=False): the v0.1 settings
+    sigmas = SIGMAS
     threshold = 0.045
     nms_radius = 10
 
+    def __init__(self, *, cnn: bool = True, weights=None, sha256: str | None = None, accept: float = 0.5):
+        self.cnn = bool(cnn)
+        self.weights = Path(weights) if weights is not None else WEIGHTS
+        self.sha256 = sha256 if weights is not None else self.spec.weights_sha256
+        self.accept = float(accept)
+        self._model = self._infer = None
+
+    def load(self) -> None:
+        if not self.cnn:
+            return
+        from geodetect.plugins.weights import import_tensorflow, load_keras_model
+
+        tf = import_tensorflow()
+        model = load_keras_model(self.weights, self.sha256, detector=self.spec.name)
+        shape = tuple(model.input_shape)
+        if shape[1:3] != (PATCH, PATCH) or model.output_shape[-1] != len(CLASSES) + 1:
+            from geodetect.errors import PluginError
+
+            raise PluginError(
+                f"detector {self.spec.name!r}: {self.weights.name} takes {shape} and gives {model.output_shape}; "
+                f"expected ({PATCH}, {PATCH}, 3) patches and {len(CLASSES) + 1} classes"
+            )
+        self._model = model
+        self._infer = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec([None, PATCH, PATCH, shape[3]], tf.float32)],
+        )
+
+    def input_channels(self) -> int | None:
+        return 3
+
     def predict(self, tiles: np.ndarray) -> list[Points]:
+        if not self.cnn:
+            return self._predict_classical(tiles)
+        props = [propose(t) for t in tiles]
+        patches = [cut_patches(t, p[0]) for t, p in zip(tiles, props)]
+        n = [len(p) for p in patches]
+        if sum(n) == 0:
+            return [Points.empty() for _ in tiles]
+        probs = self._infer(np.ascontiguousarray(np.concatenate(patches), dtype=np.float32)).numpy()
+        out = []
+        for (xy, resp, _, _), pr in zip(props, np.split(probs, np.cumsum(n)[:-1])):
+            p_animal = 1.0 - pr[:, len(CLASSES)]
+            ok = p_animal > self.accept
+            if not ok.any():
+                out.append(Points.empty())
+                continue
+            xy, pr, score, resp = xy[ok], pr[ok], p_animal[ok], resp[ok]
+            ids = pr[:, : len(CLASSES)].argmax(axis=1)
+            # of several accepted blobs on one animal the strongest (its body) speaks for it
+            keep = suppress(xy, ids, resp * score)
+            out.append(Points(xy[keep], ids[keep], np.clip(score[keep], 0, 1)))
+        return out
+
+    def _predict_classical(self, tiles: np.ndarray) -> list[Points]:
         from scipy import ndimage
 
         out = []
@@ -101,11 +284,10 @@ class SeaLionCounter(Detector):
 
     @staticmethod
     def classify(sigma: np.ndarray, polarity: np.ndarray, brightness: np.ndarray) -> np.ndarray:
-        """First-guess class from blob scale (body width) and centre brightness (0..1).
+        """First-guess class from blob scale (body width) and centre brightness (0..1) (classical stage).
 
-        Calibrated on geodetect.simulate's pelage colours (pups nearly black,
-        cows the palest, bulls darker than subadult males): on real imagery the
-        classes are a guess until the CNN stage replaces this rule.
+        Calibrated on the plain (``texture=0``) simulated pelage colours (pups
+        nearly black, cows the palest, bulls darker than subadult males).
         """
         big = sigma >= 4.5
         ids = np.select(

@@ -1,0 +1,179 @@
+"""The sea-lion counter (LoG proposals + CNN): weights, contract, quality floor, JPEG placement, training smoke."""
+
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import geodetect as gd
+from geodetect.counts import counts
+from geodetect.errors import GeoreferenceError, PluginError
+from geodetect.metrics.points import count_rmse, match_points
+from geodetect.plugins.weights import load_keras_model, sha256_of
+from geodetect.simulate import make_scene
+from geodetect.testing import assert_detections_equal, check_detector
+from geodetect_plugins.sea_lion_counter import CLASSES, WEIGHTS, WEIGHTS_SHA256, SeaLionCounter
+from geodetect_plugins.sea_lion_counter.dataset import EVAL_SEEDS, TRAIN_SEEDS, VAL_SEEDS
+
+
+@pytest.fixture(scope="module")
+def counter():
+    det = SeaLionCounter()
+    det.ensure_loaded()
+    return det
+
+
+def test_spec_and_weights():
+    spec = SeaLionCounter.spec
+    assert spec.version == "1.0.0"
+    assert spec.weights_sha256 == WEIGHTS_SHA256 == sha256_of(WEIGHTS)
+    assert WEIGHTS.stat().st_size < 5e6
+    assert SeaLionCounter().input_channels() == 3
+    model = load_keras_model(WEIGHTS, WEIGHTS_SHA256, detector="t")
+    assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, 6)
+
+
+def test_tampered_weights_refused(tmp_path):
+    bad = tmp_path / "sea_lion_cnn.keras"
+    shutil.copy(WEIGHTS, bad)
+    with open(bad, "r+b") as f:
+        f.seek(os.path.getsize(bad) // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(PluginError, match="sha256"):
+        SeaLionCounter(weights=bad, sha256=WEIGHTS_SHA256).ensure_loaded()
+    with pytest.raises(PluginError, match="missing"):
+        SeaLionCounter(weights=tmp_path / "gone.keras", sha256=WEIGHTS_SHA256).ensure_loaded()
+
+
+def test_contract(counter):
+    assert check_detector(counter, n_tiles=2)["classes"] == CLASSES
+    assert check_detector(SeaLionCounter(cnn=False))["task"] == "POINTS"
+
+
+def test_import_is_light():
+    code = "import sys, geodetect_plugins.sea_lion_counter as m; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_one_compiled_call_per_batch(counter):
+    rng = np.random.default_rng(1)
+    tiles = np.full((3, 256, 256, 3), 0.3, np.float32)
+    yy, xx = np.mgrid[0:256, 0:256]
+    for t, n in zip(tiles, (12, 5, 8)):  # a few smooth bright blobs per tile
+        for x, y in rng.uniform(30, 226, (n, 2)):
+            t += 0.4 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 18.0)[..., None]
+    calls = []
+    infer = counter._infer
+    counter._infer = lambda x: (calls.append(len(x)), infer(x))[1]
+    try:
+        counter.predict(tiles)
+        counter.predict(tiles[:1])
+    finally:
+        counter._infer = infer
+    assert len(calls) == 2 and calls[0] > calls[1] > 0  # all patches of a batch of tiles in one call
+    assert infer.experimental_get_tracing_count() == 1  # traced once, whatever the number of patches
+
+
+def test_seeds_are_disjoint():
+    assert not (set(TRAIN_SEEDS) | set(VAL_SEEDS)) & set(EVAL_SEEDS)
+
+
+def test_simulator_detail_keeps_the_animals(tmp_path):
+    plain = make_scene(tmp_path / "p.tif", size=(300, 300), n_objects=8, seed=5, texture=0.0)
+    rich = make_scene(tmp_path / "r.tif", size=(300, 300), n_objects=8, seed=5)
+    again = make_scene(tmp_path / "a.tif", size=(300, 300), n_objects=8, seed=5)
+    assert plain.truth.class_name.tolist() == rich.truth.class_name.tolist()
+    assert np.allclose(plain.truth[["px_col", "px_row"]], rich.truth[["px_col", "px_row"]])
+    import rasterio
+
+    with rasterio.open(rich.path) as a, rasterio.open(again.path) as b, rasterio.open(plain.path) as c:
+        ra, rb, rc = a.read(), b.read(), c.read()
+    assert np.array_equal(ra, rb)  # deterministic
+    assert not np.array_equal(ra, rc)
+
+
+QUALITY_SCENES = [EVAL_SEEDS[-1], EVAL_SEEDS[-2]]  # never trained on
+
+
+@pytest.fixture(scope="module")
+def quality(tmp_path_factory, counter):
+    d = tmp_path_factory.mktemp("quality")
+    sims = [make_scene(d / f"q{s}.tif", size=(800, 800), n_objects=n, seed=s)
+            for s, n in zip(QUALITY_SCENES, (80, 150))]
+    dets = gd.detect([s.path for s in sims], counter, progress=False)
+    import pandas as pd
+
+    truth = pd.concat([s.truth.assign(scene_id=f"q{seed}") for s, seed in zip(sims, QUALITY_SCENES)],
+                      ignore_index=True)
+    return dets, truth, [f"q{s}" for s in QUALITY_SCENES]
+
+
+def test_quality_floor(quality):
+    dets, truth, sids = quality
+    rmse = count_rmse(counts(dets, scene_ids=sids), counts(truth, scene_ids=sids))
+    m = match_points(dets, truth, 0.75, classes=CLASSES)
+    assert rmse <= 3.0, f"count RMSE averaged over classes {rmse:.2f} > 3"
+    assert m.recall >= 0.9 and m.precision >= 0.9, m.summary()
+    assert m.per_class.loc["macro", "f1"] >= 0.75, m.per_class
+
+
+def _plain_jpeg(sim, path):
+    """The scene's pixels as a plain JPEG (quality 95), without any georeferencing."""
+    import rasterio
+
+    with rasterio.open(sim.path) as src:
+        arr = src.read()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(path, "w", driver="JPEG", width=arr.shape[2], height=arr.shape[1], count=3,
+                           dtype="uint8", QUALITY=95) as dst:
+            dst.write(arr)
+    return path
+
+
+@pytest.fixture(scope="module")
+def jpeg_scene(tmp_path_factory):
+    d = tmp_path_factory.mktemp("jpeg")
+    sim = make_scene(d / "rookery.tif", crs="EPSG:32606", size=(512, 512), n_objects=40, seed=EVAL_SEEDS[-3])
+    return sim, d
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_plain_jpeg_needs_placement(jpeg_scene, counter):
+    sim, d = jpeg_scene
+    jpg = _plain_jpeg(sim, d / "0.jpg")
+    with pytest.raises(GeoreferenceError, match="has no geotransform"):
+        gd.detect(jpg, counter, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_plain_jpeg_with_bounds_or_world_file(jpeg_scene, counter):
+    sim, d = jpeg_scene
+    t = sim.transform
+    bounds = (t.c, t.f + t.e * sim.height, t.c + t.a * sim.width, t.f)  # left, bottom, right, top
+    a = gd.detect(_plain_jpeg(sim, d / "1.jpg"), counter, bounds=bounds, crs=sim.crs, progress=False)
+    jpg = _plain_jpeg(sim, d / "2.jpg")
+    # a world file: pixel sizes, rotations, then the centre of the upper-left pixel
+    (d / "2.jgw").write_text(f"{t.a}\n{t.d}\n{t.b}\n{t.e}\n{t.c + t.a / 2}\n{t.f + t.e / 2}\n")
+    b = gd.detect(jpg, counter, crs=sim.crs, progress=False)
+    assert (a.scene_id == "1").all() and (b.scene_id == "2").all()
+    assert_detections_equal(a.assign(scene_id="x"), b.assign(scene_id="x"), tolerance=1e-9)
+    m = match_points(a, sim.truth, 0.75, classes=CLASSES)
+    assert m.recall >= 0.9 and m.precision >= 0.9, m.summary()
+
+
+def test_train_smoke(tmp_path):
+    out = tmp_path / "smoke.keras"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    res = subprocess.run([sys.executable, "-m", "geodetect_plugins.sea_lion_counter.train", "--smoke", "--out",
+                          str(out)], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"sha256 {sha256_of(out)}" in res.stdout
+    load_keras_model(out, sha256_of(out), detector="smoke")
