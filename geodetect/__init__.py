@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from geodetect.analytics import aggregate, change, heatmap, sql
+from geodetect.counts import counts
 from geodetect.errors import GeodetectError
 from geodetect.frames import read, write
 from geodetect.pipeline import detect
@@ -23,6 +24,7 @@ __all__ = [
     "heatmap",
     "change",
     "sql",
+    "counts",
     "to_kepler",
     "quicklook",
     "quicklook_counts",
