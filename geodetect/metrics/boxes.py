@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from geodetect.errors import ConfigError
+from geodetect.metrics import precision_recall_f1
 
 __all__ = ["box_metrics", "average_precision", "match_boxes"]
 
@@ -186,17 +187,7 @@ def box_metrics(pred, truth, classes, iou: float = 0.5, *, crs=None):
         n_pred = len(sel)
         tp = int(tp_flags.sum())
         fp, fn = n_pred - tp, n_true - tp
-        if n_pred:
-            precision = tp / n_pred
-        else:
-            precision = 0.0 if n_true else float("nan")
-        recall = tp / n_true if n_true else float("nan")
-        if n_true == 0 and n_pred == 0:
-            f1 = float("nan")
-        elif np.isnan(recall):
-            f1 = 0.0
-        else:
-            f1 = 2 * precision * recall / (precision + recall) if (precision + recall) > 0 else 0.0
+        precision, recall, f1 = precision_recall_f1(tp, n_pred, n_true)
         rows.append([n_true, n_pred, tp, fp, fn, precision, recall, f1, average_precision(tp_flags, n_true)])
     df = pd.DataFrame(rows, index=list(classes), columns=_COLUMNS)
     macro = [int(df[c].sum()) for c in _COLUMNS[:5]]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geodetect.errors import ConfigError
+from geodetect.metrics import precision_recall_f1
 
 __all__ = ["count_rmse", "match_points", "PointMatch"]
 
@@ -115,18 +116,6 @@ class PointMatch:
     def summary(self) -> str:
         return (f"{self.tp} matched, {self.fp} false, {self.fn} missed: precision {self.precision:.3f}, "
                 f"recall {self.recall:.3f}, F1 {self.f1:.3f}")
-
-
-def _prf(tp: int, n_pred: int, n_true: int):
-    precision = tp / n_pred if n_pred else (0.0 if n_true else float("nan"))
-    recall = tp / n_true if n_true else float("nan")
-    if n_true == 0 and n_pred == 0:
-        f1 = float("nan")
-    elif np.isnan(recall):
-        f1 = 0.0
-    else:
-        f1 = 2 * precision * recall / (precision + recall) if (precision + recall) > 0 else 0.0
-    return precision, recall, f1
 
 
 def _xy_metres(pred, truth, crs):
@@ -240,7 +229,7 @@ def match_points(pred, truth, radius_m: float, *, classes=None, crs=None) -> Poi
     for c in classes:
         n_true, n_pred = int((tc == c).sum()), int((pc == c).sum())
         tp = int(conf.loc[c, c])
-        rows.append([n_true, n_pred, tp, n_pred - tp, n_true - tp, *_prf(tp, n_pred, n_true)])
+        rows.append([n_true, n_pred, tp, n_pred - tp, n_true - tp, *precision_recall_f1(tp, n_pred, n_true)])
     cols = ["n_true", "n_pred", "tp", "fp", "fn", "precision", "recall", "f1"]
     per = pd.DataFrame(rows, index=pd.Index(classes, name="class"), columns=cols)
     macro = [int(per[c].sum()) for c in cols[:5]]
@@ -249,5 +238,5 @@ def match_points(pred, truth, radius_m: float, *, classes=None, crs=None) -> Poi
     for c in cols[:5]:
         per[c] = per[c].astype(np.int64)
     tp = int((match >= 0).sum())
-    precision, recall, f1 = _prf(tp, len(pred), len(truth))
+    precision, recall, f1 = precision_recall_f1(tp, len(pred), len(truth))
     return PointMatch(tp, len(pred) - tp, len(truth) - tp, precision, recall, f1, per, conf, match, dist)
