@@ -13,8 +13,7 @@ import pickle
 import numpy as np
 
 from geodetect.errors import PluginError
-from geodetect.plugins._types import Detector
-from geodetect.plugins.registry import validate_detector_class
+from geodetect.plugins.registry import resolve_detector, validate_detector_class
 from geodetect.simulate import make_scene
 
 __all__ = ["check_detector", "make_scene", "assert_detections_equal"]
@@ -35,13 +34,7 @@ def check_detector(detector, *, n_tiles: int = 3, seed: int = 0) -> dict:
         pickle.loads(pickle.dumps(spec))
     except Exception as exc:  # noqa: BLE001
         raise PluginError(f"detector {spec.name!r}: spec is not picklable ({exc}); Spark workers need it") from exc
-    inst = detector if isinstance(detector, Detector) else cls()
-    try:
-        inst.ensure_loaded()
-    except PluginError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise PluginError(f"detector {spec.name!r}: load() failed: {type(exc).__name__}: {exc}") from exc
+    inst = resolve_detector(detector)  # instantiates a class, loads once, wraps load() failures
     rng = np.random.default_rng(seed)
     for n in (1, n_tiles):
         tiles = rng.random((n, spec.tile_size, spec.tile_size, spec.n_bands), dtype=np.float32)
