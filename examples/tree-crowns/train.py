@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
-import json
 import os
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from geodetect.plugins.weights import save_keras_reproducible
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -226,37 +225,6 @@ def losses(tf, out, heat, hweight, box, bweight):
 # ----------------------------------------------------------------------------- helpers
 
 
-def normalise_keras_archive(path: Path) -> None:
-    """Rewrite a .keras zip so that equal weights give equal bytes.
-
-    Fixed zip timestamps, a fixed save date, and Keras' ``shared_object_id``s (Python
-    ``id()``s, different in every process) renumbered in order of appearance.
-    """
-    ids: dict[int, int] = {}
-
-    def renumber(obj):
-        if isinstance(obj, dict):
-            return {k: (ids.setdefault(v, len(ids) + 1) if k == "shared_object_id" else renumber(v))
-                    for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [renumber(v) for v in obj]
-        return obj
-
-    with zipfile.ZipFile(path) as z:
-        items = [(i.filename, z.read(i.filename)) for i in z.infolist()]
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in sorted(items):
-            if name == "metadata.json":
-                meta = json.loads(data)
-                meta["date_saved"] = "1980-01-01@00:00:00"
-                data = json.dumps(meta, sort_keys=True).encode()
-            elif name == "config.json":
-                data = json.dumps(renumber(json.loads(data))).encode()
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            z.writestr(info, data)
-    path.write_bytes(buf.getvalue())
 
 
 def predict_image(tf, run, img_u8: np.ndarray, threshold: float):
@@ -358,8 +326,7 @@ def main(argv=None) -> int:
         return 0
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(args.out)
-    normalise_keras_archive(args.out)
+    save_keras_reproducible(model, args.out)
     digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     print(f"sha256 {digest}")

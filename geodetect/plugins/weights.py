@@ -12,7 +12,7 @@ from pathlib import Path
 
 from geodetect.errors import MissingDependencyError, PluginError
 
-__all__ = ["sha256_of", "verify_weights", "load_keras_model", "import_tensorflow"]
+__all__ = ["sha256_of", "verify_weights", "load_keras_model", "import_tensorflow", "save_keras_reproducible"]
 
 
 def sha256_of(path) -> str:
@@ -88,3 +88,50 @@ def load_keras_model(path, sha256: str | None, *, detector: str = "?"):
         return tf.keras.models.load_model(p, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001
         raise PluginError(f"detector {detector!r}: could not load {p.name}: {type(exc).__name__}: {exc}") from exc
+
+
+def save_keras_reproducible(model, path) -> str:
+    """Save a Keras model to ``path`` so that equal weights give an equal file; return its sha256.
+
+    Keras stamps the save time into ``metadata.json`` and numbers shared objects
+    in ``config.json`` by Python ``id()`` (different in every process); both are
+    set to fixed values, zip timestamps are fixed and entries sorted. Nothing the
+    loader uses changes. The file is written atomically.
+    """
+    import io
+    import json
+    import tempfile
+    import zipfile
+
+    path = Path(os.fspath(path))
+    ids: dict[int, int] = {}
+
+    def renumber(obj):
+        if isinstance(obj, dict):
+            return {k: (ids.setdefault(v, len(ids) + 1) if k == "shared_object_id" and isinstance(v, int)
+                        else renumber(v)) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [renumber(v) for v in obj]
+        return obj
+
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        raw = Path(tmp) / "model.keras"
+        model.save(raw)
+        with zipfile.ZipFile(raw) as z:
+            items = [(i.filename, z.read(i.filename)) for i in z.infolist()]
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, data in sorted(items):
+                if name == "metadata.json":
+                    meta = json.loads(data)
+                    meta["date_saved"] = "1980-01-01@00:00:00"
+                    data = json.dumps(meta, sort_keys=True).encode()
+                elif name == "config.json":
+                    data = json.dumps(renumber(json.loads(data))).encode()
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                z.writestr(info, data)
+        part = Path(tmp) / "out.keras"
+        part.write_bytes(buf.getvalue())
+        os.replace(part, path)
+    return sha256_of(path)

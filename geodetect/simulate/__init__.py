@@ -9,6 +9,9 @@ Kinds of scene (``make_scene(path, kind=...)``):
 
 * ``"sea-lions"``: Steller sea-lion rookeries (:func:`geodetect.simulate.sealions.make_rookery`).
 * ``"vehicles"``: cars, trucks and buses on roads and parking lots at 0.3 m (:func:`geodetect.simulate.vehicles.make_vehicles`).
+* ``"water"``: lakes, rivers and coast on land, four bands (blue, green, red, nir) (:func:`geodetect.simulate.water.make_water`).
+* ``"urban"``: buildings with shadows, roads and trees at 0.3 m (:func:`geodetect.simulate.urban.make_urban`).
+* ``"land-use"``: a patchwork of the six land-use classes at 1 m (:func:`geodetect.simulate.landuse.make_landuse`).
 
 Examples
 --------
@@ -31,6 +34,9 @@ __all__ = ["KINDS", "SimScene", "make_scene", "seam_positions", "SEA_LION_CLASSE
 KINDS = {
     "sea-lions": "geodetect.simulate.sealions:make_rookery",
     "vehicles": "geodetect.simulate.vehicles:make_vehicles",
+    "water": "geodetect.simulate.water:make_water",
+    "urban": "geodetect.simulate.urban:make_urban",
+    "land-use": "geodetect.simulate.landuse:make_landuse",
 }
 
 

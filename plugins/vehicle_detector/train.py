@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from geodetect.plugins.weights import save_keras_reproducible
+
 if __package__ in (None, ""):  # run as a script: the model module sits beside this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import model as M  # type: ignore[no-redef]
@@ -152,43 +154,6 @@ def choose_threshold(tf, run, val_scenes) -> tuple[float, dict]:
     return best[0], {"macro_f1": best[1], "table": best[2]}
 
 
-def reproducible_keras(path: Path) -> None:
-    """Rewrite a ``.keras`` file so that identical weights give an identical file (and sha256).
-
-    Keras stamps the save time into ``metadata.json`` and the zip entry of the
-    weights, and numbers shared objects in ``config.json`` by Python ``id()``;
-    those are set to fixed values (the ids renumbered in order of appearance).
-    Nothing the loader uses changes.
-    """
-    import json
-    import zipfile
-
-    def renumber(node, ids):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k == "shared_object_id" and isinstance(v, int):
-                    node[k] = ids.setdefault(v, len(ids) + 1)
-                else:
-                    renumber(v, ids)
-        elif isinstance(node, list):
-            for v in node:
-                renumber(v, ids)
-
-    with zipfile.ZipFile(path) as z:
-        entries = [(i.filename, z.read(i.filename)) for i in z.infolist()]
-    tmp = path.with_suffix(".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
-        for name, data in entries:
-            if name == "metadata.json":
-                meta = json.loads(data)
-                meta["date_saved"] = "1980-01-01@00:00:00"
-                data = json.dumps(meta).encode()
-            elif name == "config.json":
-                cfg = json.loads(data)
-                renumber(cfg, {})
-                data = json.dumps(cfg).encode()
-            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
-    os.replace(tmp, path)
 
 
 def train(out: Path, *, n_scenes: int, scene_size: int, steps: int, batch: int, crop: int, lr: float,
@@ -239,8 +204,7 @@ def train(out: Path, *, n_scenes: int, scene_size: int, steps: int, batch: int, 
                   f"offset {run_avg[3]:.3f})  {el:.0f} s, {(i + 1) * batch / el:.1f} crops/s", flush=True)
     train_s = time.time() - t1
     out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
-    reproducible_keras(out)
+    save_keras_reproducible(model, out)
     from geodetect.plugins.weights import sha256_of
 
     digest = sha256_of(out)
