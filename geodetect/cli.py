@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
         "--bands", help="bands to feed the detector: indexes '4,3,2', or a name map 'nir=1,red=2,green=3' "
         "(default: the detector's, matched by index or band description)",
     )
+    d.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the detector itself, e.g. -O grouping=three-class (see `geodetect detectors info NAME`)")
     d.add_argument("--crs", help="CRS of scenes that have none, e.g. EPSG:32633")
     d.add_argument(
         "--bounds", nargs=4, type=float, metavar=("LEFT", "BOTTOM", "RIGHT", "TOP"),
@@ -90,10 +92,18 @@ def _parser() -> argparse.ArgumentParser:
         "evaluate", help="score a detector on scenes with ground truth",
         description="Run a detector over a folder of scenes, each with <scene>_truth.geojson beside it (as "
         "`geodetect simulate` writes them), and print its metrics: count RMSE and point matching for POINTS "
-        "detectors, precision/recall/F1/AP at IoU 0.5 for BOXES.",
+        "detectors, precision/recall/F1/AP at IoU 0.5 for BOXES, IoU and pixel accuracy for SEGMENTATION, "
+        "accuracy and a confusion matrix for CLASSIFICATION.",
     )
     ev.add_argument("detector", help="detector name")
     ev.add_argument("--data", required=True, help="folder of scenes and their _truth files")
+    ev.add_argument("--reference", metavar="DETECTOR",
+                    help="score against this detector's output on the same scenes instead of _truth files "
+                    "(e.g. water-segmenter against water-expert-optical)")
+    ev.add_argument("--grouping", help="classifiers: score on grouped classes, e.g. three-class for land-use-classifier")
+    ev.add_argument("--bands", help="bands for the detector(s), as for `geodetect detect --bands`")
+    ev.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of the detector itself, as for `geodetect detect -O`")
     ev.add_argument("--iou", type=float, default=0.5, help="IoU threshold for boxes (default 0.5)")
     ev.add_argument("--radius", type=float, help="match radius in metres for points (default: the detector's merge radius)")
     ev.add_argument("--json", help="also write the headline numbers as JSON to this file")
@@ -138,6 +148,31 @@ def _is_dir_target(out: str) -> bool:
     return out.endswith(("/", "\\")) or p.is_dir() or not p.suffix
 
 
+def _detector(args):
+    """The detector name, or an instance built with the -O KEY=VALUE options."""
+    if not args.option:
+        return args.detector
+    from geodetect.plugins import get_detector
+
+    kwargs = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"-O {item!r}: write detector options as KEY=VALUE, e.g. -O grouping=three-class")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                pass
+        kwargs[key.strip()] = value
+    cls = get_detector(args.detector)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"detector {args.detector!r} does not take the options {sorted(kwargs)} ({exc})") from None
+
+
 def _cmd_detect(args) -> int:
     from geodetect.frames import check_output_path, write
     from geodetect.pipeline import detect
@@ -155,7 +190,7 @@ def _cmd_detect(args) -> int:
         raise ConfigError("--resume needs --out to be a folder (a resumable run writes one part per scene)")
     if args.out:
         check_output_path(args.out)  # fail before a long run, not after it
-    dets = detect(args.scenes, args.detector, on_error="raise" if args.fail_fast else "skip", **options)
+    dets = detect(args.scenes, _detector(args), on_error="raise" if args.fail_fast else "skip", **options)
     stats = dets.attrs.get("geodetect", [])
     failed = [st for st in stats if st["status"] == "failed"]
     for st in stats:
@@ -188,7 +223,7 @@ def _cmd_detect(args) -> int:
 def _detect_to_dir(args, options) -> int:
     from geodetect.runs import run
 
-    summary = run(args.scenes, args.detector, args.out, resume=args.resume, fail_fast=args.fail_fast, **options)
+    summary = run(args.scenes, _detector(args), args.out, resume=args.resume, fail_fast=args.fail_fast, **options)
     for sid, err in summary.failed.items():
         print(f"error: {' '.join(err.split())}", file=sys.stderr)
     _say(args, f"{len(summary.done)} scenes done, {len(summary.skipped)} already done (resumed), "
@@ -254,7 +289,8 @@ def _cmd_evaluate(args) -> int:
 
     from geodetect.evaluate import evaluate
 
-    ev = evaluate(args.detector, args.data, iou=args.iou, radius_m=args.radius)
+    ev = evaluate(_detector(args), args.data, iou=args.iou, radius_m=args.radius, reference=args.reference,
+                  grouping=args.grouping, bands=args.bands)
     print(ev.to_text())
     if args.json:
         from pathlib import Path

@@ -7,7 +7,17 @@ POINTS detectors, polygons for BOXES and SEGMENTATION, polygons with a
 
 * POINTS: count RMSE per class over scenes, averaged over classes (the Kaggle
   sea-lion metric), and precision / recall / F1 of points matched within a radius;
-* BOXES: precision, recall, F1 and AP at IoU 0.5 per class.
+* BOXES: precision, recall, F1 and AP at IoU 0.5 per class;
+* SEGMENTATION: IoU per class and pixel accuracy, both sides rasterised on the
+  scene's grid (:mod:`geodetect.metrics.segmentation`);
+* CLASSIFICATION: accuracy and a confusion matrix of tiles against the true
+  class at each tile's centre (:mod:`geodetect.metrics.classification`), with an
+  optional ``grouping`` of classes (a mapping, or the name of one of the
+  detector's ``groupings`` such as the land-use ``"three-class"``).
+
+With ``reference=`` (another detector's name), the truth is that detector's
+output on the same scenes, and no truth files are needed: e.g. the water
+segmenter scored against the expert NDWI method it was trained to reproduce.
 """
 
 from __future__ import annotations
@@ -42,8 +52,8 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def find_scenes(data) -> list[tuple[str, str]]:
-    """(scene, truth) pairs in a folder; every scene must have its truth file."""
+def find_scenes(data, *, need_truth: bool = True) -> list[tuple[str, str | None]]:
+    """(scene, truth) pairs in a folder; every scene must have its truth file unless ``need_truth`` is False."""
     d = Path(os.fspath(data))
     if not d.is_dir():
         raise ConfigError(f"{d}: not a folder; --data takes a folder of scenes with <scene>_truth.geojson beside each")
@@ -51,17 +61,32 @@ def find_scenes(data) -> list[tuple[str, str]]:
     for scene in sorted(p for p in d.iterdir() if p.suffix.lower() in _SCENE_EXT and not p.stem.endswith("_truth")):
         truth = next((scene.with_name(scene.stem + "_truth" + e) for e in _TRUTH_EXT
                       if scene.with_name(scene.stem + "_truth" + e).exists()), None)
-        if truth is None:
+        if truth is None and need_truth:
             raise VectorReadError(f"{scene}: no ground truth beside it ({scene.stem}_truth.geojson); add it or move the scene")
-        pairs.append((str(scene), str(truth)))
+        pairs.append((str(scene), str(truth) if truth else None))
     if not pairs:
         raise ConfigError(f"{d}: no scenes ({', '.join(_SCENE_EXT)}) in this folder")
     return pairs
 
 
-def evaluate(detector, data, *, iou: float = 0.5, radius_m: float | None = None, progress: bool = False,
-             **options) -> Evaluation:
-    """Score ``detector`` on the scenes of folder ``data`` (see the module docstring)."""
+def _resolve_grouping(grouping, det) -> dict | None:
+    if grouping is None or isinstance(grouping, dict):
+        return grouping
+    named = getattr(det, "groupings", {}) or {}
+    if grouping not in named:
+        have = ", ".join(sorted(named)) or "none"
+        raise ConfigError(f"detector {det.spec.name!r} has no grouping {grouping!r} (it has: {have})")
+    return dict(named[grouping])
+
+
+def evaluate(detector, data, *, iou: float = 0.5, radius_m: float | None = None, reference=None,
+             grouping=None, progress: bool = False, **options) -> Evaluation:
+    """Score ``detector`` on the scenes of folder ``data`` (see the module docstring).
+
+    ``reference``: a detector whose output on the same scenes is the truth.
+    ``grouping``: for classifiers, a mapping class -> group or the name of one of the detector's groupings.
+    ``options`` go to :func:`geodetect.detect` (``bands``, ``crs``, ``bounds``, ...) for both detectors.
+    """
     import pandas as pd
 
     from geodetect.frames import read
@@ -71,15 +96,26 @@ def evaluate(detector, data, *, iou: float = 0.5, radius_m: float | None = None,
 
     det = resolve_detector(detector)
     spec = det.spec
-    pairs = find_scenes(data)
-    dets = detect([s for s, _ in pairs], det, progress=progress, **options)
-    truths = []
-    for scene, truth in pairs:
-        t = read(truth)
-        t["scene_id"] = Path(scene).stem
-        truths.append(t.to_crs(dets.crs))
-    truth = pd.concat(truths, ignore_index=True)
-    ev = Evaluation(spec.name, spec.task.name, len(pairs))
+    groups = _resolve_grouping(grouping, det)
+    if groups is not None and spec.task is not Task.CLASSIFICATION:
+        raise ConfigError(f"grouping applies to classifiers; {spec.name!r} is a {spec.task.name} detector")
+    pairs = find_scenes(data, need_truth=reference is None)
+    scenes = [s for s, _ in pairs]
+    dets = detect(scenes, det, progress=progress, **options)
+    if reference is not None:
+        ref = resolve_detector(reference)
+        truth = detect(scenes, ref, progress=progress, **options)
+        truth_by_scene = {sid: truth[truth["scene_id"] == sid] for sid in (Path(s).stem for s in scenes)}
+    else:
+        truths = []
+        for scene, tpath in pairs:
+            t = read(tpath)
+            t["scene_id"] = Path(scene).stem
+            truths.append(t.to_crs(dets.crs))
+        truth = pd.concat(truths, ignore_index=True)
+        truth_by_scene = {Path(s).stem: truths[i] for i, s in enumerate(scenes)}
+    name = spec.name + (f" vs {resolve_detector(reference).spec.name}" if reference is not None else "")
+    ev = Evaluation(name, spec.task.name, len(pairs))
     if spec.task is Task.POINTS:
         from geodetect.counts import counts
         from geodetect.metrics.points import count_rmse, match_points
@@ -102,6 +138,27 @@ def evaluate(detector, data, *, iou: float = 0.5, radius_m: float | None = None,
         ev.summary = {"precision": float(macro.precision), "recall": float(macro.recall), "f1": float(macro.f1),
                       "ap": float(macro.ap), "iou": iou}
         ev.tables = {f"per class at IoU {iou}": table}
-    else:
-        raise ConfigError(f"evaluation of {spec.task.name} detectors is not available yet")
+    elif spec.task is Task.SEGMENTATION:
+        from geodetect.metrics.segmentation import PixelCounts, score_scene
+
+        counts = PixelCounts(len(spec.classes))
+        for scene in scenes:
+            sid = Path(scene).stem
+            score_scene(counts, scene, dets[dets["scene_id"] == sid], truth_by_scene[sid], spec.classes,
+                        crs=options.get("crs"), bounds=options.get("bounds"))
+        table = counts.table(spec.classes)
+        ev.summary = {"iou": float(pd.Series(counts.iou()).mean()), "pixel_accuracy": counts.pixel_accuracy(),
+                      "detected_polygons": len(dets), "true_polygons": len(truth)}
+        ev.tables = {"per class (pixels)": table}
+    else:  # CLASSIFICATION
+        from geodetect.metrics.classification import classification_scores, label_tiles
+
+        labels = [label_tiles(dets[dets["scene_id"] == Path(s).stem], truth_by_scene[Path(s).stem]) for s in scenes]
+        true = pd.concat(labels) if labels else pd.Series([], dtype=object)
+        r = classification_scores(dets.loc[true.index, "class_name"], true, classes=spec.classes, grouping=groups)
+        ev.summary = {"accuracy": r["accuracy"], "scored_tiles": r["scored_tiles"],
+                      "unlabelled_tiles": r["unlabelled_tiles"]}
+        if groups:
+            ev.summary["grouping"] = grouping if isinstance(grouping, str) else "custom"
+        ev.tables = {"confusion (rows true, columns detected)": r["confusion"], "per class": r["per_class"]}
     return ev

@@ -101,7 +101,7 @@ def run(scenes, detector, out_dir, *, resume: bool = False, fail_fast: bool = Fa
         raise ConfigError(f"scenes share the id {dup!r} (file stem); every scene needs its own id")
     det = resolve_detector(detector)
     opts = make_options(det.spec, **options)
-    key = {"detector": det.spec.name, "version": det.spec.version,
+    key = {"detector": det.spec.name, "version": det.spec.version, "classes": list(det.spec.classes),
            "options": {k: repr(v) for k, v in sorted(opts.__dict__.items()) if k not in ("progress",)}}
     manifest = _load_manifest(out)
     if manifest and not resume:

@@ -121,7 +121,13 @@ class MaskMosaic:
         profile = dict(driver="GTiff", width=width, height=height, count=2, dtype="uint8", compress="deflate")
         if bs:
             profile.update(tiled=True, blockxsize=bs, blockysize=bs)
-        self._ds = rasterio.open(self.path, "w", **profile)
+        import warnings
+
+        from rasterio.errors import NotGeoreferencedWarning
+
+        with warnings.catch_warnings():  # a grid-pixel scratch file: it has no georeference on purpose
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self._ds = rasterio.open(self.path, "w", **profile)
 
     def add(self, probs: np.ndarray, valid: np.ndarray, tile: tuple, owned: tuple) -> None:
         """Write the owned part of one tile's probabilities (H, W, C)."""
@@ -150,7 +156,14 @@ class MaskMosaic:
         import rasterio
 
         geoms, cids, scores, npix, edge = [], [], [], [], []
-        with rasterio.open(self.path) as ds:
+        import warnings
+
+        from rasterio.errors import NotGeoreferencedWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(self.path)
+        with ds:
             for r0 in range(0, self.height, strip_rows):
                 h = min(strip_rows, self.height - r0)
                 cls, sc = ds.read(window=Window(0, r0, self.width, h))

@@ -68,3 +68,88 @@ def test_cli_evaluate_on_simulated_scenes(tmp_path):
     assert "count RMSE per class" in out.stdout
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["scenes"] == 2 and m["true_objects"] == 40 and 0 <= m["recall"] <= 1
+
+
+# ----------------------------------------------------------------------------- segmentation and classification
+
+def _blocks_scene(write_raster, name, blocks, size=200):
+    """Bright rectangles (pixel c0, r0, c1, r1) on a dark scene, on grid T."""
+    img = np.full((size, size), 20, np.uint8)
+    for c0, r0, c1, r1 in blocks:
+        img[r0:r1, c0:c1] = 250
+    return write_raster(img, name=name, transform=T)
+
+
+def _px_poly(c0, r0, c1, r1):
+    return shapely.box(500000 + c0, 4200000 - r1, 500000 + c1, 4200000 - r0)
+
+
+def test_segmentation_iou_and_pixel_accuracy(write_raster, tmp_path):
+    from detectors import BrightMask
+
+    # bright block 100x50 px; truth says 100x60 (10 rows more): IoU = 5000/6000
+    p = _blocks_scene(write_raster, "s.tif", [(50, 40, 150, 90)])
+    gpd.GeoDataFrame({"class_name": ["bright"]}, geometry=[_px_poly(50, 40, 150, 100)],
+                     crs="EPSG:32610").to_file(p.replace(".tif", "_truth.geojson"))
+    ev = evaluate(BrightMask, tmp_path)
+    assert ev.task == "SEGMENTATION"
+    assert ev.summary["iou"] == pytest.approx(5000 / 6000, abs=1e-9)
+    assert ev.summary["pixel_accuracy"] == pytest.approx(1 - 1000 / 40000, abs=1e-9)
+    assert ev.tables["per class (pixels)"].loc["bright", "true_pixels"] == 6000
+
+
+def test_segmentation_against_a_reference_detector(write_raster, tmp_path):
+    from detectors import BrightMask
+    from geodetect.plugins import Detector, DetectorSpec, Mask, Task
+
+    class HalfMask(Detector):  # finds only the left half of every bright area of a tile
+        spec = DetectorSpec(name="test-half-mask", version="0.0.1", task=Task.SEGMENTATION, classes=("bright",),
+                            bands=(1,), tile_size=256, overlap=0)
+
+        def predict(self, tiles):
+            out = []
+            for t in tiles:
+                m = (t[..., :1] > 0.5).astype(np.float32)
+                m[:, 100:] = 0
+                out.append(Mask(m))
+            return out
+
+    _blocks_scene(write_raster, "r.tif", [(50, 40, 150, 90)])  # no truth file: the reference is the truth
+    ev = evaluate(HalfMask, tmp_path, reference=BrightMask)
+    assert ev.summary["iou"] == pytest.approx(0.5, abs=1e-9)
+    assert "vs test-bright-mask" in ev.detector
+
+
+def test_classification_accuracy_confusion_and_grouping(write_raster, tmp_path):
+    from detectors import MeanLabel
+
+    # 128x128 scene = four 64-px tiles; the top-left tile is bright
+    p = _blocks_scene(write_raster, "c.tif", [(0, 0, 64, 64)], size=128)
+    truth = gpd.GeoDataFrame({"class_name": ["bright", "dark", "dark", "bright"]},
+                             geometry=[_px_poly(0, 0, 64, 64), _px_poly(64, 0, 128, 64),
+                                       _px_poly(0, 64, 64, 128), _px_poly(64, 64, 128, 128)], crs="EPSG:32610")
+    truth.to_file(p.replace(".tif", "_truth.geojson"))
+    ev = evaluate(MeanLabel, tmp_path)
+    assert ev.summary["accuracy"] == pytest.approx(0.75) and ev.summary["scored_tiles"] == 4
+    conf = ev.tables["confusion (rows true, columns detected)"]
+    assert conf.loc["bright", "dark"] == 1 and conf.loc["dark", "dark"] == 2 and conf.loc["bright", "bright"] == 1
+    ev2 = evaluate(MeanLabel, tmp_path, grouping={"dark": "any", "bright": "any"})
+    assert ev2.summary["accuracy"] == 1.0
+    with pytest.raises(ConfigError, match="has no grouping 'three-class'"):
+        evaluate(MeanLabel, tmp_path, grouping="three-class")
+
+
+def test_classification_counts_tiles_without_truth(write_raster, tmp_path):
+    from detectors import MeanLabel
+
+    p = _blocks_scene(write_raster, "u.tif", [], size=128)
+    gpd.GeoDataFrame({"class_name": ["dark"]}, geometry=[_px_poly(0, 0, 64, 64)],
+                     crs="EPSG:32610").to_file(p.replace(".tif", "_truth.geojson"))
+    ev = evaluate(MeanLabel, tmp_path)
+    assert ev.summary["scored_tiles"] == 1 and ev.summary["unlabelled_tiles"] == 3 and ev.summary["accuracy"] == 1.0
+
+
+def test_cli_detector_options_error(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "geodetect", "detect", str(tmp_path / "x.tif"), "-d", "sea-lion-counter",
+                        "-O", "nonsense"], capture_output=True, text=True)
+    assert r.returncode == 2 and "KEY=VALUE" in r.stderr and "Traceback" not in r.stderr

@@ -268,6 +268,9 @@ class Detector:
     """
 
     spec: ClassVar[DetectorSpec]
+    #: named groupings of the classes (e.g. ``{"three-class": {"forest": "undeveloped", ...}}``),
+    #: usable as ``geodetect evaluate --grouping NAME``
+    groupings: ClassVar[dict[str, dict[str, str]]] = {}
 
     def load(self) -> None:
         """Load weights or other state. Called once before the first predict."""
