@@ -105,61 +105,103 @@ def dedupe_boxes(xyxy, class_ids, scores, tile_ids, owned, iou: float, margin: f
 
 
 class MaskMosaic:
-    """Centre-cropped class raster of a whole scene, kept on disk, polygonised in strips.
+    """Blended probabilities of a whole scene, kept on disk, thresholded and polygonised in strips.
 
-    Band 1 holds the class (0 = none, k = class k-1), band 2 the winning
-    probability scaled to 0..255. Memory is bounded by the strip size.
+    Each tile's probabilities are added with a weight that is 1 on the region
+    the tile owns (see :mod:`geodetect.io.tiling`) and falls linearly to almost
+    0 at the tile's edges, so in an overlap the owner dominates and its
+    neighbour is blended in. The accumulator (C weighted sums + the weight sum,
+    float32) lives in a tiled scratch GeoTIFF, so memory does not grow with the
+    scene. :meth:`polygons` turns it into a class raster (band 1: 0 = none,
+    k = class k-1; band 2: winning probability 0..255) strip by strip.
     """
 
-    def __init__(self, width: int, height: int, n_classes: int, threshold: float, workdir: str | None = None):
-        import rasterio
+    EDGE_WEIGHT = 1e-3
 
+    def __init__(self, width: int, height: int, n_classes: int, threshold: float, workdir: str | None = None):
         self.width, self.height, self.n_classes, self.threshold = width, height, n_classes, threshold
         self._dir = tempfile.mkdtemp(prefix="geodetect-mosaic-", dir=workdir)
         self.path = os.path.join(self._dir, "classes.tif")
-        bs = 256 if (width >= 256 and height >= 256) else None
-        profile = dict(driver="GTiff", width=width, height=height, count=2, dtype="uint8", compress="deflate")
-        if bs:
-            profile.update(tiled=True, blockxsize=bs, blockysize=bs)
+        self._acc_path = os.path.join(self._dir, "blend.tif")
+        self._acc = self._open(self._acc_path, n_classes + 1, "float32", "w+")
+        self._ds = None
+
+    def _open(self, path, count, dtype, mode):
         import warnings
 
+        import rasterio
         from rasterio.errors import NotGeoreferencedWarning
 
+        bs = 256 if (self.width >= 256 and self.height >= 256) else None
+        profile = dict(driver="GTiff", width=self.width, height=self.height, count=count, dtype=dtype)
+        if dtype == "uint8":
+            profile["compress"] = "deflate"
+        if bs:
+            profile.update(tiled=True, blockxsize=bs, blockysize=bs)
         with warnings.catch_warnings():  # a grid-pixel scratch file: it has no georeference on purpose
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            self._ds = rasterio.open(self.path, "w", **profile)
+            return rasterio.open(path, mode, **profile)
+
+    @classmethod
+    def _ramp(cls, t0: int, length: int, lo: int, hi: int) -> np.ndarray:
+        x = np.arange(t0, t0 + length) + 0.5
+        left, right = lo - t0, t0 + length - hi
+        w = np.ones(length, np.float32)
+        if left > 0:
+            m = x < lo
+            w[m] = 1.0 - (lo - x[m]) / (left + 0.5)
+        if right > 0:
+            m = x > hi
+            w[m] = 1.0 - (x[m] - hi) / (right + 0.5)
+        return np.maximum(w, cls.EDGE_WEIGHT)
 
     def add(self, probs: np.ndarray, valid: np.ndarray, tile: tuple, owned: tuple) -> None:
-        """Write the owned part of one tile's probabilities (H, W, C)."""
+        """Blend one tile's probabilities (H, W, C) into the scene."""
         from rasterio.windows import Window
 
-        x0, y0, _, _ = tile
+        x0, y0, w, h = tile
         cl, rl, ch, rh = owned
-        sub = probs[rl - y0 : rh - y0, cl - x0 : ch - x0]
-        ok = valid[rl - y0 : rh - y0, cl - x0 : ch - x0]
-        best = sub.argmax(axis=2)
-        pbest = np.take_along_axis(sub, best[..., None], axis=2)[..., 0]
-        on = (pbest >= self.threshold) & ok
-        cls = np.where(on, best + 1, 0).astype(np.uint8)
-        score = np.where(on, np.clip(np.rint(pbest * 255), 0, 255), 0).astype(np.uint8)
-        self._ds.write(np.stack([cls, score]), window=Window(cl, rl, ch - cl, rh - rl))
+        weight = np.outer(self._ramp(y0, h, rl, rh), self._ramp(x0, w, cl, ch)) * valid[:h, :w]
+        win = Window(x0, y0, w, h)
+        acc = self._acc.read(window=win)
+        acc[:-1] += np.moveaxis(probs[:h, :w].astype(np.float32), 2, 0) * weight
+        acc[-1] += weight
+        self._acc.write(acc, window=win)
+
+    def _finish(self, strip_rows: int) -> None:
+        from rasterio.windows import Window
+
+        self._ds = self._open(self.path, 2, "uint8", "w")
+        for r0 in range(0, self.height, strip_rows):
+            win = Window(0, r0, self.width, min(strip_rows, self.height - r0))
+            acc = self._acc.read(window=win)
+            wsum = acc[-1]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                p = acc[:-1] / np.where(wsum > 0, wsum, 1.0)
+            best = p.argmax(axis=0)
+            pbest = np.take_along_axis(p, best[None], axis=0)[0]
+            on = (pbest >= self.threshold) & (wsum > 0)
+            cls = np.where(on, best + 1, 0).astype(np.uint8)
+            score = np.where(on, np.clip(np.rint(pbest * 255), 0, 255), 0).astype(np.uint8)
+            self._ds.write(np.stack([cls, score]), window=win)
+        self._acc.close()
+        os.remove(self._acc_path)
 
     def polygons(self, strip_rows: int = 2048):
         """Polygons in grid pixels: (geometries, class_ids, scores)."""
+        import warnings
+
+        import rasterio
         import shapely
         from affine import Affine
+        from rasterio.errors import NotGeoreferencedWarning
         from rasterio.features import shapes
         from rasterio.windows import Window
         from scipy import ndimage
 
+        self._finish(strip_rows)
         self._ds.close()
-        import rasterio
-
         geoms, cids, scores, npix, edge = [], [], [], [], []
-        import warnings
-
-        from rasterio.errors import NotGeoreferencedWarning
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             ds = rasterio.open(self.path)
@@ -193,10 +235,12 @@ class MaskMosaic:
     def cleanup(self) -> None:
         import shutil
 
-        try:
-            self._ds.close()
-        except Exception:  # noqa: BLE001
-            pass
+        for ds in (self._acc, self._ds):
+            try:
+                if ds is not None:
+                    ds.close()
+            except Exception:  # noqa: BLE001
+                pass
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

@@ -103,3 +103,20 @@ def test_dedupe_prefers_the_more_central_detection():
     # different classes are never merged
     keep = dedupe_points(xy, np.array([0, 1, 0]), np.ones(3), np.array([0, 1, 0]), owned, 2.0)
     assert keep.tolist() == [True, True, True]
+
+
+def test_mask_probabilities_blended_in_overlaps():
+    """Two overlapping tiles that disagree: the owner wins on its side, but the neighbour is blended in."""
+    from geodetect.io.tiling import Tiling
+    from geodetect.stitch import MaskMosaic
+
+    t = Tiling(112, 64, 64, 16)  # two tiles across: x 0..64 and 48..112, owned split at 56
+    assert [t.tile(i) for i in range(len(t))] == [(0, 0, 64, 64), (48, 0, 64, 64)]
+    m = MaskMosaic(112, 64, 1, 0.5)
+    ones = np.ones((64, 64), bool)
+    m.add(np.ones((64, 64, 1), np.float32), ones, t.tile(0), t.owned(0))   # tile 0: all "water"
+    m.add(np.zeros((64, 64, 1), np.float32), ones, t.tile(1), t.owned(1))  # tile 1: nothing
+    polys, cid, score = m.polygons()
+    assert len(polys) == 1 and polys[0].bounds == (0.0, 0.0, 56.0, 64.0)  # the ownership line
+    # blended: probabilities in tile 0's part of the overlap are below 1, so the mean score is too
+    assert 0.5 < score[0] < 1.0
