@@ -567,3 +567,39 @@ def test_null_and_empty_detection_geometries_are_skipped():
     res = both(dets, regions, "rid")
     assert res["count"].tolist() == [1]
     assert res.attrs["geodetect"]["skipped_empty"] == 2 and res.attrs["geodetect"]["unassigned"] == 0
+
+
+# --------------------------------------------------------------------------- the GeoParquet fast path
+
+
+@needs_sedonadb
+@pytest.mark.parametrize("crs", ["EPSG:4326", "EPSG:5070"])
+def test_geoparquet_fast_path_equals_the_general_path(demo, tmp_path, crs):
+    """Points straight from GeoParquet (Arrow, no GEOS) give the frame the GeoDataFrame path gives."""
+    from geodetect.analytics import _arrow_point_detections
+
+    rng = np.random.default_rng(3)
+    inner = shapely.points(rng.uniform(-124, -103, 300), rng.uniform(33, 41, 300))
+    border = _shared_boundary_points(demo[demo["state_fips"].isin(["06", "08"])])
+    geoms = np.concatenate([inner, border, _aleutian_points(demo), [shapely.Point()]])  # and one empty point
+    dets = dets_from(geoms, rng.choice(["seal", "sea-lion"], len(geoms)))
+    dets.loc[3, "area_m2"] = np.nan
+    if crs != "EPSG:4326":
+        dets = dets[~dets.geometry.is_empty].to_crs(crs)
+    path = tmp_path / "dets.parquet"
+    dets.to_parquet(path)
+    fast = _arrow_point_detections(path)
+    assert fast is not None and fast[2] == len(dets)  # the fast path is taken
+    got = aggregate(path, DEMO, by="fips")
+    ref = aggregate(dets, DEMO, by="fips", engine="geopandas")
+    pd.testing.assert_frame_equal(got, ref, check_exact=True)
+    assert got.attrs["geodetect"] == {**ref.attrs["geodetect"], "engine": "sedonadb"}
+    assert got.attrs["geodetect"]["skipped_empty"] == (1 if crs == "EPSG:4326" else 0)
+
+
+def test_geoparquet_fast_path_declines_polygons(tmp_path):
+    from geodetect.analytics import _arrow_point_detections
+
+    dets = dets_from([shapely.box(0, 0, 1, 1)])
+    dets.to_parquet(tmp_path / "boxes.parquet")
+    assert _arrow_point_detections(tmp_path / "boxes.parquet") is None
