@@ -68,6 +68,9 @@ class LandUseClassifier(Detector):
         **_SPEC,
     )
 
+    #: named groupings of the classes (``geodetect evaluate ... --grouping three-class``)
+    groupings = {"three-class": THREE_CLASS}
+
     def __init__(self, grouping: str | None = None, weights: str | Path | None = None, sha256: str | None = None):
         if grouping not in (None, "three-class"):
             raise ConfigError(f"land-use-classifier: grouping must be None or 'three-class', got {grouping!r}")
