@@ -276,6 +276,7 @@ def _cmd_detectors(args) -> int:
             f"{s.tile_size}/{s.overlap}", "any" if s.gsd_m is None else f"{s.gsd_m:g}", s.version, pkg,
         ))
     widths = [max(len(str(x)) for x in col) for col in zip(header, *[t for t in table if t[1] != "BROKEN"] or [header])]
+    widths[0] = max(len(t[0]) for t in [header] + table)
     for t in [header] + table:
         if t[1] == "BROKEN":
             print(f"{t[0]:{widths[0]}}  BROKEN  {t[2]}")

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
-from geodetect.errors import ConfigError, OutputError
+from geodetect.errors import ConfigError
 
 __all__ = ["SEA_LION_CLASSES", "KAGGLE_COLUMNS", "counts", "write_kaggle_submission", "kaggle_submission"]
 
@@ -108,15 +107,11 @@ def write_kaggle_submission(counts_df, path) -> Path:
         if any(ch in s for ch in ',"\n\r'):
             raise ConfigError(f"write_kaggle_submission: scene id {s!r} cannot be a CSV test_id")
         lines.append(",".join([s] + [str(int(v)) for v in np.rint(vals[pos[s]])]))
+    from geodetect._atomic import atomic_output
+
     path = Path(os.fspath(path))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"{path}: could not write the submission ({exc.strerror or exc})") from exc
+    with atomic_output(path, what="the submission") as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n", newline="")
     return path
 
 
