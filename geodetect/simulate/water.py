@@ -46,13 +46,21 @@ _SCALE = 600.0  # reflectance -> uint8 value
 
 
 def _smooth_field(rng, h: int, w: int, cell: int) -> np.ndarray:
-    """Smooth random field (zero mean, unit-ish std) with features about ``cell`` pixels wide."""
+    """Smooth random field (zero mean, unit-ish std, float32) with features about ``cell`` pixels wide.
+
+    Cubic interpolation of a coarse normal grid, in two stages for large
+    ``cell`` (cubic to 1/8 resolution, then linear), which keeps big scenes fast.
+    """
     from scipy import ndimage
 
     gh, gw = h // cell + 3, w // cell + 3
-    g = rng.normal(size=(gh, gw))
-    f = ndimage.zoom(g, cell, order=3, mode="nearest")[cell: cell + h, cell: cell + w]
-    return f[:h, :w]
+    g = rng.normal(size=(gh, gw)).astype(np.float32)
+    if cell >= 16:
+        f = ndimage.zoom(g, cell / 8, order=3, mode="nearest")
+        f = ndimage.zoom(f, 8, order=1, mode="nearest")
+    else:
+        f = ndimage.zoom(g, cell, order=3, mode="nearest")
+    return f[cell: cell + h, cell: cell + w]
 
 
 def _river(rng, w: int, h: int, width_px: float):
@@ -133,14 +141,21 @@ def _landcover(rng, h: int, w: int, gsd_m: float) -> np.ndarray:
     cell = max(4, int(round(rng.uniform(1500, 4000) / gsd_m)))
     names = ("vegetation", "crop", "soil", "urban")
     weights = np.array([1.0, 0.8, 0.5, 0.45]) * rng.uniform(0.5, 1.5, 4)
-    fields = np.stack([_smooth_field(rng, h, w, cell) + math.log(wt) for wt in weights], axis=-1)
-    cover = fields.argmax(axis=-1)
-    del fields
+    best = cover = None
+    for k, wt in enumerate(weights):
+        f = _smooth_field(rng, h, w, cell) + np.float32(math.log(wt))
+        if best is None:
+            best, cover = f, np.zeros((h, w), np.uint8)
+        else:
+            win = f > best
+            best = np.where(win, f, best)
+            cover[win] = k
+    del best
     spectra = np.array([REFLECTANCE[n] for n in names], np.float32)
     img = spectra[cover]
     # texture: brightness variation within a cover type, and field-scale variation
-    tex = 1.0 + 0.12 * _smooth_field(rng, h, w, max(2, cell // 6)) + 0.05 * rng.standard_normal((h, w))
-    img *= tex.astype(np.float32)[..., None]
+    tex = 1.0 + 0.12 * _smooth_field(rng, h, w, max(2, cell // 6)) + 0.05 * rng.standard_normal((h, w), np.float32)
+    img *= tex[..., None]
     return img
 
 
@@ -224,8 +239,9 @@ def make_water(
         # one-pixel mixing along shores (the sensor's point spread), pixel truth unchanged
         from scipy import ndimage
 
-        img = ndimage.uniform_filter(img, size=(3, 3, 1), mode="nearest") * 0.35 + img * 0.65
-        img = img * rng.uniform(0.9, 1.1) + rng.normal(0, noise, img.shape).astype(np.float32)
+        img = ndimage.uniform_filter(img, size=(3, 3, 1), mode="nearest") * np.float32(0.35) + img * np.float32(0.65)
+        img *= np.float32(rng.uniform(0.9, 1.1))
+        img += rng.standard_normal(img.shape, np.float32) * np.float32(noise)
         write_geotiff(path, np.clip(img * _SCALE, 1, 255), transform, c, band_names=WATER_BANDS, blocksize=blocksize)
         del img
     lon_lat = []
