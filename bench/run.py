@@ -276,7 +276,9 @@ def bench_model(tmp, quick):
     from geodetect.plugins import list_detectors, resolve_detector
     from geodetect.simulate import make_scene
 
-    kinds = {"vehicle-detector": ("vehicles", 0.3), "sea-lion-counter": ("sea-lions", 0.1)}
+    kinds = {"vehicle-detector": ("vehicles", 0.3), "sea-lion-counter": ("sea-lions", 0.1),
+             "water-segmenter": ("water", 30.0), "building-segmenter": ("urban", 0.3),
+             "land-use-classifier": ("land-use", 1.0)}
     rows = []
     size = 1024 if quick else 2048
     for info in list_detectors(load=True):

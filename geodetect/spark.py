@@ -120,12 +120,18 @@ def _run_units(detector, options: dict):
     """The function each Spark task runs: pandas batches of units in, detections out (WKB)."""
 
     def fn(batches):
+        import os
+
         import pandas as pd
         import shapely
+        from pyspark import TaskContext
 
         from geodetect.pipeline import detect_scene, make_options
         from geodetect.plugins.registry import resolve_detector
 
+        ctx = TaskContext.get()
+        # one task = spark.task.cpus cores: models must not spread over the cores other tasks use
+        os.environ.setdefault("GEODETECT_TF_THREADS", str(ctx.cpus() if ctx is not None else 1))
         det = resolve_detector(detector)  # named detectors: loaded once per worker process
         opts = make_options(det.spec, progress=False, **options)
         cols = ["detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2", "block"]

@@ -49,7 +49,9 @@ def import_tensorflow():
     TensorFlow's native logging (oneDNN notices, absl's "log messages before
     InitializeLog") ignores TF_CPP_MIN_LOG_LEVEL at import time, so the
     process's stderr is pointed at /dev/null for the import only. Python
-    exceptions are unaffected.
+    exceptions are unaffected. ``GEODETECT_TF_THREADS=N`` caps TensorFlow's
+    thread pools (Spark tasks set it to their ``spark.task.cpus``, so that
+    several tasks on one machine do not oversubscribe its cores).
     """
     import sys
 
@@ -75,6 +77,13 @@ def import_tensorflow():
         if saved is not None:
             os.dup2(saved, 2)
             os.close(saved)
+    threads = os.environ.get("GEODETECT_TF_THREADS")
+    if threads and threads.isdigit() and int(threads) > 0:
+        try:  # only possible before TensorFlow's runtime starts; later calls are ignored
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+        except RuntimeError:
+            pass
     return tf
 
 
