@@ -36,7 +36,7 @@ THREE_CLASS = {
     "herbaceous": "undeveloped",
 }
 WEIGHTS = Path(__file__).resolve().parent / "land_use_classifier.keras"
-WEIGHTS_SHA256 = "0000000000000000000000000000000000000000000000000000000000000000"
+WEIGHTS_SHA256 = "f5fbfc31e9da828f6ec23ee75566cff71da1ff23713724f3326801fa1b40252f"
 
 _SPEC = dict(
     name="land-use-classifier",
