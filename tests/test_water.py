@@ -141,6 +141,20 @@ def test_expert_on_all_land_and_all_water_tiles():
 
 # ---------------------------------------------------------------- expert optical through the pipeline and the CLI
 
+@pytest.mark.parametrize("name", ["water-expert-optical", "water-expert-sar"])
+def test_expert_detectors_keep_the_plugin_contract(name):
+    import pickle
+
+    from geodetect.plugins.registry import resolve_detector
+    from geodetect.testing import check_detector
+
+    det = resolve_detector(name)
+    report = check_detector(det)
+    assert report["task"] == "SEGMENTATION" and report["classes"] == ("water",)
+    assert det.spec.gsd_m is None  # per-pixel features: never resampled
+    assert type(pickle.loads(pickle.dumps(det))) is type(det)  # Spark ships detectors pickled
+
+
 def test_expert_optical_on_a_simulated_scene(tmp_path):
     sim = make_scene(tmp_path / "s.tif", kind="water", size=(768, 640), seed=7, coast=True)
     dets = gd.detect(sim.path, "water-expert-optical", progress=False)

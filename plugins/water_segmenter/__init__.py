@@ -21,7 +21,7 @@ from geodetect.plugins import Detector, DetectorSpec, Mask, Task
 __all__ = ["WaterSegmenter", "WEIGHTS", "WEIGHTS_SHA256"]
 
 WEIGHTS = Path(__file__).resolve().parent / "water_segmenter.keras"
-WEIGHTS_SHA256 = "0" * 64
+WEIGHTS_SHA256 = "768ee843ebfdd57765b58959347b204956e0724e548e4daf26a090ce9cdc1728"
 
 
 class WaterSegmenter(Detector):
