@@ -397,3 +397,17 @@ def test_train_smoke(tmp_path):
                          capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert res.returncode == 0, res.stderr[-2000:]
     assert "head: 1 epochs" in res.stdout and "sha256" in res.stdout and out.is_file()
+
+
+def test_geodetect_evaluate_with_the_three_class_grouping(detector, tmp_path):
+    """The library's evaluate() finds the plugin's named grouping and scores groups."""
+    from geodetect.evaluate import evaluate
+
+    s = make_scene(tmp_path / "ev.tif", kind="land-use", size=(896, 672), seed=903)
+    s.truth.to_file(tmp_path / "ev_truth.geojson", driver="GeoJSON")
+    ev = evaluate(detector, tmp_path, grouping="three-class")
+    assert ev.summary["scored_tiles"] == 12 and ev.summary["accuracy"] >= 0.9, ev.to_text()
+    conf = next(v for k, v in ev.tables.items() if k.startswith("confusion"))
+    assert set(conf.columns) <= {"developed", "cultivated", "undeveloped"}
+    with pytest.raises(ConfigError, match="no grouping 'two-class'"):
+        evaluate(detector, tmp_path, grouping="two-class")

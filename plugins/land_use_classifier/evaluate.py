@@ -66,6 +66,40 @@ def write_eval_scenes(folder: Path, n: int, layout: str) -> list:
     return out
 
 
+def purity_breakdown(det, folder: Path, grouping: dict, cut: float = 0.8) -> dict:
+    """Accuracy of tiles whose centre class covers >= ``cut`` of the tile ("pure") and of the others ("mixed").
+
+    Uses the same rule as :func:`geodetect.evaluate.evaluate` (truth = the class at the tile centre);
+    purity is the share of the footprint's area inside the zones of that class (in the scene's UTM zone).
+    """
+    import geopandas as gpd
+    import numpy as np
+
+    import geodetect as gd
+
+    rows = []
+    for scene in sorted(folder.glob("*.tif")):
+        dets = gd.detect(str(scene), det, progress=False)
+        truth = gpd.read_file(scene.with_name(scene.stem + "_truth.geojson"))
+        utm = dets.estimate_utm_crs()
+        d, t = dets.to_crs(utm), truth.to_crs(utm)
+        for geom, pred in zip(d.geometry, d.class_name):
+            centre = geom.centroid
+            true = t.class_name[t.contains(centre)]
+            if len(true) == 0:
+                continue
+            true = true.iloc[0]
+            share = t[t.class_name == true].intersection(geom).area.sum() / geom.area
+            rows.append((share, pred == true, grouping[pred] == grouping[true]))
+    a = np.array(rows, float).reshape(-1, 3)
+    out = {}
+    for name, m in (("pure", a[:, 0] >= cut), ("mixed", a[:, 0] < cut)):
+        out[name] = {"tiles": int(m.sum()), "accuracy": float(a[m, 1].mean()) if m.any() else float("nan"),
+                     "accuracy_three": float(a[m, 2].mean()) if m.any() else float("nan")}
+    out["cut"] = cut
+    return out
+
+
 def evaluate(n_scenes: int = 10, layouts=("grid", "irregular"), threads: int = 1) -> dict:
     from geodetect.evaluate import evaluate as gd_evaluate
     from geodetect.plugins.weights import import_tensorflow
@@ -89,6 +123,8 @@ def evaluate(n_scenes: int = 10, layouts=("grid", "irregular"), threads: int = 1
             elapsed = time.perf_counter() - t0
             three = gd_evaluate(det, folder, grouping="three-class")
             results[layout] = {"six": six, "three": three, "seconds": elapsed}
+            if layout == "irregular":
+                results[layout]["purity"] = purity_breakdown(det, folder, mod.THREE_CLASS)
     return results
 
 
@@ -107,6 +143,12 @@ def main(argv=None) -> int:
         print(r["six"].to_text())
         print("--- three classes (developed, cultivated, undeveloped) ---")
         print(r["three"].to_text())
+        if "purity" in r:
+            pb = r["purity"]
+            for k in ("pure", "mixed"):
+                print(f"{k} tiles (centre class covers {'>=' if k == 'pure' else '<'} {pb['cut']:.0%} of the tile): "
+                      f"{pb[k]['tiles']}, accuracy {pb[k]['accuracy']:.3f} six-class, "
+                      f"{pb[k]['accuracy_three']:.3f} three-class")
     return 0
 
 
