@@ -1,6 +1,7 @@
 """Water: the scene simulator, the expert detectors (NDWI + Otsu, SAR SFS + Otsu) and the water-segmenter."""
 
 import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -202,6 +203,18 @@ def test_band_names_mapped_with_bands_on_the_cli(tmp_path):
     assert _iou_on_grid(raw, wrong, named)[0] < 0.5
 
 
+def test_simulate_and_evaluate_on_the_cli(tmp_path):
+    data = tmp_path / "water"
+    res = _cli("simulate", data, "--kind", "water", "--scenes", "2", "--size", "384", "320", "--objects", "3",
+               "--seed", "40")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in data.glob("*_truth.geojson")) and len(list(data.glob("*.tif"))) == 2
+    res = _cli("evaluate", "water-expert-optical", "--data", data)
+    assert res.returncode == 0, res.stderr
+    iou = float(next(line for line in res.stdout.splitlines() if line.strip().startswith("iou:")).split(":")[1])
+    assert iou > 0.97, res.stdout
+
+
 def test_missing_band_names_say_to_pass_bands(tmp_path):
     sim = make_scene(tmp_path / "named.tif", kind="water", size=(128, 128), seed=4)
     raw = _unnamed_copy(sim.path, tmp_path / "unnamed.tif")
@@ -254,6 +267,13 @@ def test_river_across_a_large_scene_is_one_polygon(tmp_path):
 
 # ---------------------------------------------------------------- water-segmenter
 
+def test_plugin_imports_are_light():
+    code = ("import sys, geodetect_plugins.water_expert, geodetect_plugins.water_segmenter;"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
 @pytest.fixture(scope="module")
 def segmenter():
     pytest.importorskip("tensorflow")
@@ -280,8 +300,11 @@ def test_segmenter_weights_hash_and_tampering(segmenter, tmp_path):
 
 
 def test_segmenter_quality_on_held_out_real_landsat(segmenter, tmp_path):
-    """A fixed 512 x 256 crop of the held-out rows (South Bay shore), scored against the expert."""
-    pytest.importorskip("rasterio")
+    """A fixed 512 x 256 crop of the held-out rows (the bay's west shore), scored against the expert.
+
+    Measured when the weights were made: IoU 0.963, pixel accuracy 0.978 (the expert's 389 polygons
+    include urban speckle the network does not copy).
+    """
     if importlib.util.find_spec("localtileserver") is None:
         pytest.skip("the real Landsat scene needs: pip install --no-deps localtileserver==1.0.0")
     sys.path.insert(0, str(SEG_DIR))
@@ -289,10 +312,12 @@ def test_segmenter_quality_on_held_out_real_landsat(segmenter, tmp_path):
         import evaluate as seg_eval  # plugins/water_segmenter/evaluate.py
     finally:
         sys.path.remove(str(SEG_DIR))
-    rows = (1360, 1616)
-    ev = seg_eval.evaluate_real(segmenter, str(tmp_path), rows=rows, cols=(1000, 1512))
-    assert rows[0] >= seg_eval.D.HOLDOUT_ROWS[0]
-    assert ev.summary["iou"] >= 0.85 and ev.summary["pixel_accuracy"] >= 0.93, ev.to_text()
+    rows, cols = (1360, 1616), (700, 1212)
+    assert rows[0] >= seg_eval.D.HOLDOUT_ROWS[0]  # never seen in training
+    ev = seg_eval.evaluate_real(segmenter, str(tmp_path), rows=rows, cols=cols)
+    share = ev.tables["per class (pixels)"].loc["water", "true_pixels"] / (256 * 512)
+    assert 0.3 < share < 0.7  # a shoreline crop: neither all water nor all land
+    assert ev.summary["iou"] >= 0.9 and ev.summary["pixel_accuracy"] >= 0.95, ev.to_text()
 
 
 def test_segmenter_quality_on_a_simulated_scene(segmenter, tmp_path):

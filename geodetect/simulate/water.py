@@ -169,6 +169,7 @@ def make_water(
     seed: int = 0,
     sar: bool = False,
     n_lakes: int | None = None,
+    n_objects: int | None = None,
     river: bool = True,
     coast: bool | None = None,
     noise: float = 0.004,
@@ -185,6 +186,7 @@ def make_water(
     seed : everything follows from it.
     sar : one float32 band ``vv`` (linear sigma0 with gamma speckle) instead of four optical bands.
     n_lakes : number of lakes (default: drawn from the seed, 2-8 per megapixel-ish).
+    n_objects : the same as ``n_lakes`` (what ``geodetect simulate --objects`` passes).
     river : draw a river crossing the whole scene.
     coast : put sea along one edge (default: drawn from the seed, half the scenes).
     noise : optical sensor noise, reflectance units (standard deviation).
@@ -210,6 +212,8 @@ def make_water(
     rng = np.random.default_rng(seed)
     w, h = (int(v) for v in size)
     transform, c = scene_transform(crs, center, (w, h), gsd_m)
+    if n_lakes is None:
+        n_lakes = n_objects
     if n_lakes is None:
         n_lakes = int(rng.integers(2, 9) * max(0.3, math.sqrt(w * h) / 1024))
     if coast is None:
