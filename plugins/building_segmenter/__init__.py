@@ -1,1 +1,117 @@
-"""Work in progress (issue #5)."""
+"""building-segmenter: building footprints in 0.3 m RGB imagery with the U-Net thesis' modified U-Net.
+
+A Keras U-Net (see :mod:`.model` and MODEL_CARD.md) gives each pixel of a
+128 x 128 tile the probability that it is a building; the host blends the
+tiles (each pixel from the tile that owns it, away from tile edges),
+thresholds at 0.5 and polygonises: one footprint polygon per building, with
+``area_m2``. Trained on simulated urban scenes only (``train.py``); there is
+no Inria imagery on the machines it was built on.
+
+TensorFlow is imported in :meth:`BuildingSegmenter.load`, never at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from geodetect.plugins import Detector, DetectorSpec, Mask, Task
+
+__all__ = ["BuildingSegmenter", "WEIGHTS", "WEIGHTS_SHA256"]
+
+WEIGHTS = Path(__file__).resolve().parent / "building_segmenter.keras"
+WEIGHTS_SHA256 = "b70590005555d1f4fc8120112c79ca05a6aeefc9dedf8b16b0c517769e13ba74"
+
+
+class BuildingSegmenter(Detector):
+    """Per-pixel building probability (one class, ``building``); footprints come out as polygons."""
+
+    spec = DetectorSpec(
+        name="building-segmenter",
+        version="0.1.0",
+        task=Task.SEGMENTATION,
+        classes=("building",),
+        bands=("red", "green", "blue"),
+        tile_size=128,  # the thesis' windows
+        # the thesis cut 128-px windows edge to edge and shifted the last one inside the image (as the host
+        # does); 32 px of overlap more means every pixel is taken from a tile where it lies >= 16 px from
+        # the tile edge, where the thesis found its errors
+        overlap=32,
+        gsd_m=0.3,
+        threshold=0.5,
+        description="building footprints in 0.3 m RGB: the U-Net thesis' modified U-Net, trained on simulated scenes",
+        licence="Apache-2.0",
+        weights_sha256=WEIGHTS_SHA256,
+    )
+
+    #: connected building pixels of a tile smaller than this (m² at the spec's 0.3 m) are dropped,
+    #: unless they touch the tile edge (they may be part of a building cut by it); 0 keeps everything
+    min_area_m2 = 8.0
+
+    def __init__(self, weights: str | Path | None = None, sha256: str | None = None, *,
+                 min_area_m2: float | None = None):
+        self.weights = Path(weights) if weights is not None else WEIGHTS
+        self.sha256 = sha256 if sha256 is not None else self.spec.weights_sha256
+        if min_area_m2 is not None:
+            self.min_area_m2 = float(min_area_m2)
+        self._model = None
+        self._run = None
+
+    def load(self) -> None:
+        from geodetect.plugins.weights import import_tensorflow, load_keras_model
+
+        tf = import_tensorflow()
+        model = load_keras_model(self.weights, self.sha256, detector=self.spec.name)
+
+        @tf.function(reduce_retracing=True)
+        def run(x):
+            return model(x, training=False)
+
+        self._model, self._run = model, run
+
+    def input_channels(self) -> int | None:
+        return None if self._model is None else int(self._model.input_shape[-1])
+
+    def predict(self, tiles: np.ndarray) -> list[Mask]:
+        if self._run is None:
+            self.ensure_loaded()
+        x = np.asarray(tiles, np.float32)
+        if not len(x):
+            return []
+        n, h, w = x.shape[:3]
+        ph, pw = -h % 16, -w % 16  # four 2x2 poolings: pad to multiples of 16
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+        probs = self._run(np.ascontiguousarray(x)).numpy()[:, :h, :w, :]
+        min_px = float(self.min_area_m2) / (self.spec.gsd_m**2)
+        if min_px > 1:
+            for p in probs:
+                drop_small_blobs(p[..., 0], self.spec.threshold, min_px)
+        return [Mask(p) for p in probs]
+
+    def __getstate__(self):  # picklable for Spark: the model is loaded again on the worker
+        state = dict(self.__dict__)
+        state.update(_model=None, _run=None, _geodetect_loaded=False)
+        return state
+
+
+def drop_small_blobs(prob: np.ndarray, threshold: float, min_px: float) -> None:
+    """Zero (in place) the blobs of ``prob >= threshold`` with fewer than ``min_px`` pixels not touching the edge.
+
+    A blob touching the tile edge may be part of a larger building cut by it,
+    so it is kept; the tile that owns the building's pixels sees it whole.
+    """
+    from scipy import ndimage
+
+    on = prob >= threshold
+    if not on.any():
+        return
+    lab, n = ndimage.label(on)
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    small = sizes < min_px
+    small[0] = False
+    small[edge] = False
+    if small.any():
+        prob[small[lab]] = 0.0

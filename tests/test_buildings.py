@@ -1,0 +1,301 @@
+"""Urban scenes (simulator), the Inria loader and the building-segmenter plugin: weights, contract, quality floor,
+blank scenes, training smoke."""
+
+import importlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import geodetect as gd
+from geodetect.errors import GeodetectError, PluginError
+from geodetect.simulate import make_scene
+from geodetect.simulate.urban import footprint_mask
+
+PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "building_segmenter"
+
+
+def _plugin():
+    """The plugin package; loaded from its folder while it is not yet in the installed package map."""
+    name = "geodetect_plugins.building_segmenter"
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        spec = importlib.util.spec_from_file_location(name, PLUGIN_DIR / "__init__.py",
+                                                      submodule_search_locations=[str(PLUGIN_DIR)])
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        return mod
+
+
+# ---------------------------------------------------------------- simulator
+
+def _edge_contrast(img, labels, n):
+    """Mean over buildings of |colour just inside - colour just outside| of each labelled footprint."""
+    from scipy import ndimage
+
+    ids = np.arange(1, n + 1)
+    inside = np.where(ndimage.binary_erosion(labels > 0, iterations=2), labels, 0)
+    grown = ndimage.grey_dilation(labels, size=5)
+    ring = np.where((labels == 0) & (ndimage.grey_dilation(labels, size=3) == 0) & (grown > 0), grown, 0)
+    diff = [np.asarray(ndimage.mean(img[..., c], inside, ids)) - np.asarray(ndimage.mean(img[..., c], ring, ids))
+            for c in range(3)]
+    return float(np.nanmean(np.linalg.norm(np.stack(diff), axis=0)))
+
+
+@pytest.mark.parametrize("crs, centre, extra", [
+    ("EPSG:32618", (-77.03, 38.89), {}),
+    ("EPSG:4326", (4.35, 50.85), {}),
+    ("EPSG:32633", (16.37, 48.21), {"rotation_deg": 20.0}),
+], ids=["utm", "geographic", "rotated"])
+def test_truth_footprints_sit_on_their_roofs(tmp_path, crs, centre, extra):
+    """Truth polygons, rasterised on the written file's grid, line up with the drawn roofs' edges to the pixel."""
+    import rasterio
+    from rasterio.features import rasterize
+
+    sim = make_scene(tmp_path / "u.tif", kind="urban", crs=crs, center=centre, size=(512, 384), seed=11,
+                     n_buildings=25, n_trees=0, **extra)
+    t = sim.truth
+    assert 15 <= len(t) <= 25 and set(t.class_name) == {"building"} and t.crs.to_epsg() == 4326
+    assert t.geometry.is_valid.all() and set(t["shape"]) <= {"rectangle", "L-shape"}
+    areas = t.to_crs(t.estimate_utm_crs()).area
+    assert areas.between(30, 2400).all()  # 6 x 5 m sheds to 40 x 20 m blocks with a wing
+    with rasterio.open(sim.path) as ds:
+        assert (ds.width, ds.height, ds.count, ds.dtypes[0]) == (512, 384, 3, "uint8")
+        assert ds.descriptions == ("red", "green", "blue")
+        img = np.moveaxis(ds.read(), 0, -1).astype(float)
+        geoms = t.to_crs(ds.crs).geometry
+        labels = rasterize([(g, i + 1) for i, g in enumerate(geoms)], out_shape=img.shape[:2],
+                           transform=ds.transform, dtype="int32")
+    assert labels.max() == len(t) and (labels > 0).mean() > 0.03
+    # contrast across the footprint outline is highest where the truth is, not a pixel or two beside it
+    contrast = {(dx, dy): _edge_contrast(img, np.roll(labels, (dy, dx), axis=(0, 1)), len(t))
+                for dx in (-2, -1, 0, 1, 2) for dy in (-2, -1, 0, 1, 2)}
+    best = max(contrast, key=contrast.get)
+    assert best == (0, 0), {k: round(v, 1) for k, v in contrast.items()}
+    assert contrast[(0, 0)] > 1.05 * max(contrast[(2, 0)], contrast[(0, 2)], contrast[(-2, 0)], contrast[(0, -2)])
+    # footprint_mask (used for training targets) is the same rasterisation
+    assert (footprint_mask(t, sim.transform, sim.crs, (sim.height, sim.width)) == (labels > 0)).all()
+
+
+def test_simulation_is_deterministic_and_blank_scenes_are_empty(tmp_path):
+    import pandas as pd
+
+    a = make_scene(tmp_path / "a.tif", kind="urban", size=(256, 256), seed=3)
+    b = make_scene(tmp_path / "b.tif", kind="urban", size=(256, 256), seed=3)
+    pd.testing.assert_frame_equal(a.truth.drop(columns="geometry"), b.truth.drop(columns="geometry"))
+    assert a.truth.geometry.geom_equals_exact(b.truth.geometry, 0).all()
+    assert Path(a.path).read_bytes() == Path(b.path).read_bytes()
+    blank = make_scene(tmp_path / "e.tif", kind="urban", size=(256, 256), seed=3, blank=True)
+    assert len(blank.truth) == 0
+
+
+# ---------------------------------------------------------------- Inria loader
+
+def _write(path, arr, **kw):
+    import rasterio
+    from affine import Affine
+
+    kw.setdefault("crs", "EPSG:32614")  # Inria files are georeferenced 0.3 m orthophotos
+    kw.setdefault("transform", Affine(0.3, 0, 620000, 0, -0.3, 3350000))
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
+                       dtype=arr.dtype, **kw) as ds:
+        ds.write(arr)
+
+
+@pytest.fixture
+def inria(tmp_path):
+    """Two 300 x 200 image/mask pairs in the Inria layout; returns (root, {name: (image HWC, mask HW 0/255)})."""
+    rng = np.random.default_rng(0)
+    data = {}
+    for name in ("vienna2", "austin1"):
+        img = rng.integers(1, 256, (3, 200, 300), dtype=np.uint8)
+        mask = np.zeros((200, 300), np.uint8)
+        mask[20:60, 30:100] = 255
+        mask[150:190, 250:300] = 255
+        _write(tmp_path / "images" / f"{name}.tif", img)
+        _write(tmp_path / "gt" / f"{name}.tif", mask)
+        data[name] = (np.moveaxis(img, 0, -1), mask)
+    return tmp_path, data
+
+
+def test_inria_pairs_by_name_and_cuts_thesis_windows(inria):
+    from geodetect.train.inria import cut_tiles, load_tiles, pair_inria
+
+    root, data = inria
+    _write(root / "gt" / "chicago9.tif", np.zeros((10, 10), np.uint8))  # a mask without image: ignored
+    pairs = pair_inria(root)
+    assert [p.name for p in pairs] == ["austin1", "vienna2"]
+    assert all(p.image.parent.name == "images" and p.gt.parent.name == "gt" and p.image.stem == p.gt.stem
+               for p in pairs)
+    items = list(cut_tiles(pairs))
+    # 300 px -> windows at 0, 128, 172 (the last shifted inside); 200 px -> 0, 72: 6 per image
+    assert len(items) == 12
+    offsets = sorted({o for _, _, n, o in items if n == "austin1"})
+    assert offsets == [(0, 0), (0, 72), (128, 0), (128, 72), (172, 0), (172, 72)]
+    for img, m, name, (x0, y0) in items:
+        src_img, src_mask = data[name]
+        assert img.shape == (128, 128, 3) and img.dtype == np.uint8 and m.dtype == np.uint8
+        np.testing.assert_array_equal(img, src_img[y0:y0 + 128, x0:x0 + 128])
+        np.testing.assert_array_equal(m, src_mask[y0:y0 + 128, x0:x0 + 128] // 255)
+    X, Y = load_tiles(root, skip_empty=True)
+    assert X.shape[1:] == (128, 128, 3) and Y.shape[1:] == (128, 128) and set(np.unique(Y)) == {0, 1}
+    assert len(X) == sum(m.any() for _, m, _, _ in items) < 12
+    # overlapping windows on the pipeline's grid
+    assert len(list(cut_tiles(pairs, tile=128, overlap=32))) == 2 * 3 * 2
+
+
+def test_inria_errors_name_the_file(inria, tmp_path_factory):
+    from geodetect.train.inria import InriaDataError, InriaFileMissingError, cut_tiles, pair_inria
+
+    root, _ = inria
+    empty = tmp_path_factory.mktemp("empty")
+    with pytest.raises(InriaFileMissingError, match=r"images.*not found|images/<name>.tif"):
+        pair_inria(empty)
+    (empty / "images").mkdir()
+    (empty / "gt").mkdir()
+    with pytest.raises(InriaFileMissingError, match="holds no .tif images"):
+        pair_inria(empty)
+    with pytest.raises(InriaFileMissingError, match="not found"):
+        pair_inria(empty / "nowhere")
+    # an image without its mask
+    _write(root / "images" / "kitsap4.tif", np.ones((3, 50, 50), np.uint8))
+    with pytest.raises(InriaFileMissingError, match=r"gt/kitsap4.tif missing.*same name"):
+        pair_inria(root)
+    os.remove(root / "images" / "kitsap4.tif")
+    # a mask of another size
+    _write(root / "gt" / "vienna2.tif", np.zeros((100, 300), np.uint8))
+    with pytest.raises(InriaDataError, match=r"vienna2.tif: mask is 300 x 100 px but its image .* is 300 x 200"):
+        list(cut_tiles(root))
+    # a mask that is not 0/255
+    bad = np.zeros((200, 300), np.uint8)
+    bad[5:9, 5:9] = 1
+    bad[100, 100] = 128
+    _write(root / "gt" / "vienna2.tif", bad)
+    with pytest.raises(InriaDataError, match=r"vienna2.tif: mask values must be 0 .* or 255 .*found 0, 1, 128"):
+        list(cut_tiles(root))
+    assert issubclass(InriaDataError, GeodetectError) and issubclass(InriaFileMissingError, FileNotFoundError)
+
+
+# ---------------------------------------------------------------- the plugin
+
+def test_module_import_is_light():
+    code = ("import sys, importlib.util; "
+            f"spec = importlib.util.spec_from_file_location('bs', {str(PLUGIN_DIR / '__init__.py')!r},"
+            f" submodule_search_locations=[{str(PLUGIN_DIR)!r}]);"
+            "m = importlib.util.module_from_spec(spec); sys.modules['bs'] = m; spec.loader.exec_module(m);"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_small_interior_blobs_are_dropped_and_edge_blobs_kept():
+    drop_small_blobs = _plugin().drop_small_blobs
+    p = np.zeros((64, 64), np.float32)
+    p[10:13, 10:13] = 0.9   # 9 px, inside: dropped
+    p[0:3, 30:33] = 0.9     # 9 px, on the tile edge: kept (may be part of a building cut by the edge)
+    p[30:50, 30:50] = 0.8   # 400 px: kept
+    p[20, 50] = 0.4         # below the threshold: untouched
+    drop_small_blobs(p, 0.5, 50)
+    assert p[10:13, 10:13].max() == 0 and p[0:3, 30:33].min() == 0.9 and p[30:50, 30:50].min() == 0.8
+    assert p[20, 50] == np.float32(0.4)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    pytest.importorskip("tensorflow")
+    det = _plugin().BuildingSegmenter()
+    det.ensure_loaded()
+    return det
+
+
+def test_weights_load_with_their_hash_and_tampering_is_refused(detector, tmp_path):
+    from geodetect.plugins.weights import sha256_of
+
+    mod = _plugin()
+    assert sha256_of(mod.WEIGHTS) == mod.BuildingSegmenter.spec.weights_sha256
+    assert detector.input_channels() == 3
+    assert mod.WEIGHTS.stat().st_size < 4e6
+    with pytest.raises(PluginError, match="expected"):
+        mod.BuildingSegmenter(sha256="0" * 64).ensure_loaded()
+    bad = tmp_path / "building_segmenter.keras"
+    shutil.copy(mod.WEIGHTS, bad)
+    with open(bad, "r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00\x01")
+    with pytest.raises(PluginError, match="corrupt or was replaced"):
+        mod.BuildingSegmenter(weights=bad).ensure_loaded()
+
+
+def test_check_detector(detector):
+    from geodetect.testing import check_detector
+
+    report = check_detector(detector)
+    assert report["task"] == "SEGMENTATION" and report["classes"] == ("building",)
+    spec = detector.spec
+    assert (spec.tile_size, spec.gsd_m, spec.threshold) == (128, 0.3, 0.5) and 0 < spec.overlap < 64
+    # tiles of other sizes are padded for the network and cropped back
+    out = detector.predict(np.random.default_rng(0).random((2, 100, 120, 3), dtype=np.float32))
+    assert [m.probs.shape for m in out] == [(100, 120, 1)] * 2
+
+
+# measured on these two scenes: IoU 0.906, pixel accuracy 0.985 (MODEL_CARD.md); the floors sit a little under
+QUALITY_SEEDS = (901, 902)
+IOU_FLOOR = 0.85
+
+
+def test_quality_floor_on_two_unseen_scenes(detector, tmp_path):
+    """Seeds 901 and 902 (training uses 10000+): building IoU through gd.detect / gd.evaluate above the floor."""
+    from geodetect.evaluate import evaluate
+
+    n_true = 0
+    for s in QUALITY_SEEDS:
+        sim = make_scene(tmp_path / f"q{s}.tif", kind="urban", size=(512, 512), seed=s, crs="EPSG:32616",
+                         center=(-87.63, 41.88))
+        sim.truth.to_file(tmp_path / f"q{s}_truth.geojson", driver="GeoJSON")
+        n_true += len(sim.truth)
+    assert n_true >= 20
+    ev = evaluate(detector, tmp_path)
+    assert ev.summary["iou"] >= IOU_FLOOR, ev.to_text()
+    assert ev.summary["pixel_accuracy"] >= 0.97, ev.to_text()
+    dets = gd.detect(str(tmp_path / f"q{QUALITY_SEEDS[0]}.tif"), detector, progress=False)
+    assert set(dets.class_name) == {"building"} and dets.crs.to_epsg() == 4326
+    assert dets.geometry.geom_type.isin(["Polygon", "MultiPolygon"]).all() and (dets.area_m2 > 0).all()
+
+
+def test_blank_and_uniform_scenes_give_almost_no_buildings(detector, tmp_path):
+    import rasterio
+
+    from geodetect.simulate._grid import scene_transform, write_geotiff
+
+    blank = make_scene(tmp_path / "blank.tif", kind="urban", size=(512, 512), seed=903, blank=True)
+    transform, crs = scene_transform("EPSG:32618", (-77.03, 38.89), (384, 384), 0.3)
+    for name, rgb in (("grey", (128, 128, 128)), ("green", (80, 120, 60))):
+        write_geotiff(tmp_path / f"{name}.tif", np.full((384, 384, 3), rgb, float), transform, crs,
+                      band_names=("red", "green", "blue"))
+    paths = [blank.path, str(tmp_path / "grey.tif"), str(tmp_path / "green.tif")]
+    dets = gd.detect(paths, detector, progress=False)
+    for p in paths:
+        with rasterio.open(p) as ds:
+            scene_m2 = ds.width * ds.height * 0.09
+        d = dets[dets.scene_id == Path(p).stem]
+        assert d.area_m2.sum() < 0.01 * scene_m2, (p, len(d), d.area_m2.sum())
+
+
+def test_train_smoke(tmp_path):
+    pytest.importorskip("tensorflow")
+    out = tmp_path / "smoke.keras"
+    res = subprocess.run([sys.executable, str(PLUGIN_DIR / "train.py"), "--smoke", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "step 1/1" in res.stdout and "sha256" in res.stdout and out.is_file()
