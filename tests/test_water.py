@@ -138,6 +138,10 @@ def test_expert_on_all_land_and_all_water_tiles():
     assert [u for _, u in det.last_thresholds] == [False, False, True]
     np.testing.assert_array_equal(p_mixed > 0.5, np.broadcast_to(np.arange(128) < 40, (128, 128)))
     assert p_mixed.dtype == np.float32 and 0 <= p_mixed.min() and p_mixed.max() <= 1
+    # a fixed threshold for every tile (-O fixed=0.9): nothing reaches NDWI 0.9 here
+    fixed = _expert().WaterExpertOptical(fixed=0.9)
+    assert all((m.probs < 0.5).all() for m in fixed.predict(np.stack([water, mixed]).astype(np.float32)))
+    assert fixed.last_thresholds == [(0.9, False)] * 2
 
 
 # ---------------------------------------------------------------- expert optical through the pipeline and the CLI
@@ -249,6 +253,9 @@ def test_expert_sar_on_simulated_sar(tmp_path):
     det = _expert().WaterExpertSAR()
     land = (0.08 * np.random.default_rng(0).gamma(4.4, 1 / 4.4, (1, 128, 128, 1))).astype(np.float32)
     assert (det.predict(land)[0].probs < 0.5).all() and det.last_thresholds == [(0.5, False)]
+    # detector options as the CLI passes them (-O t1=...), checked
+    res = _cli("detect", "-d", "water-expert-sar", "-O", "t1=0", sim.path, "--no-progress")
+    assert res.returncode != 0 and "t1 > 0" in res.stderr
 
 
 # ---------------------------------------------------------------- one water body across many tiles and strips

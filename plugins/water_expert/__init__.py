@@ -59,18 +59,21 @@ class WaterExpertOptical(Detector):
         threshold=0.5,
         description="water from NDWI (green, nir) and a per-tile Otsu threshold with a stability rule; no learning",
         licence="Apache-2.0",
-        extra={"rule": "NDWI_RULE", "softness": 0.05},
+        extra={"feature": "NDWI", "fallback": 0.0, "otsu_clamp": (-0.05, 0.35), "softness": 0.05},
     )
 
     #: NDWI distance to the threshold at which the probability is 0.73 (logistic scale)
     softness = 0.05
 
-    def __init__(self, rule: ThresholdRule = NDWI_RULE):
-        self.rule = rule
+    def __init__(self, rule: ThresholdRule = NDWI_RULE, fixed: float | None = None):
+        """``fixed``: one NDWI threshold for every tile instead of Otsu (CLI: ``-O fixed=0``)."""
+        self.rule, self.fixed = rule, (None if fixed is None else float(fixed))
         self.last_thresholds: list[tuple[float, bool]] = []
 
     def threshold_of(self, feature: np.ndarray) -> tuple[float, bool]:
         """(threshold, used_otsu) of one tile's NDWI."""
+        if self.fixed is not None:
+            return self.fixed, False
         return robust_threshold(feature, self.rule)
 
     def predict(self, tiles: np.ndarray) -> list[Mask]:
@@ -89,7 +92,8 @@ class WaterExpertSAR(Detector):
     The input is VV sigma0, linear power (float); tiles whose median is
     negative are taken to be in dB and converted. Parameters of the SFS
     direction lines: ``t1`` (absolute sigma0 difference that ends a line,
-    default 0.01 = -20 dB) and ``t2`` (longest line, 15 px).
+    default 0.01 = -20 dB) and ``t2`` (longest line, 15 px); ``mean_size`` the mean filter
+    (7); ``fixed`` one threshold for every tile instead of Otsu. On the CLI: ``-O t1=0.005``.
     """
 
     spec = DetectorSpec(
@@ -110,8 +114,15 @@ class WaterExpertSAR(Detector):
 
     softness = 0.05
 
-    def __init__(self, t1: float = 0.01, t2: int = 15, mean_size: int = 7, rule: ThresholdRule = SFS_RULE):
+    def __init__(self, t1: float = 0.01, t2: int = 15, mean_size: int = 7, rule: ThresholdRule = SFS_RULE,
+                 fixed: float | None = None):
+        if not (t1 > 0 and int(t2) >= 1 and int(mean_size) >= 1):
+            from geodetect.errors import ConfigError
+
+            raise ConfigError(f"water-expert-sar: need t1 > 0, t2 >= 1, mean_size >= 1; got t1={t1}, t2={t2}, "
+                              f"mean_size={mean_size}")
         self.t1, self.t2, self.mean_size, self.rule = float(t1), int(t2), int(mean_size), rule
+        self.fixed = None if fixed is None else float(fixed)
         self.last_thresholds: list[tuple[float, bool]] = []
 
     def feature(self, vv: np.ndarray) -> np.ndarray:
@@ -123,7 +134,7 @@ class WaterExpertSAR(Detector):
         out, self.last_thresholds = [], []
         for t in np.asarray(tiles, np.float32):
             f = self.feature(t[..., 0])
-            thr = robust_threshold(f, self.rule)
+            thr = (self.fixed, False) if self.fixed is not None else robust_threshold(f, self.rule)
             self.last_thresholds.append(thr)
             out.append(Mask(_logistic(f - thr[0], self.softness)[..., None]))
         return out
