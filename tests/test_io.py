@@ -107,3 +107,26 @@ def test_scaling_identical_across_tiles(write_raster):
     img[:, 64:] = 200
     gd.detect(write_raster(img), Spy, tile_size=64, overlap=0, progress=False)
     assert sorted(np.round(seen, 4)) == [round(40 / 255, 4), round(200 / 255, 4)]
+
+
+def test_partial_band_map_does_not_trust_colour_tags(write_raster):
+    """Landsat NIR/red/green tagged RGB: with --bands nir=1 given, 'green' must not silently become band 2."""
+    path = write_raster(np.zeros((3, 20, 20), np.uint8), photometric="RGB")
+    with rasterio.open(path) as ds:
+        assert [c.name for c in ds.colorinterp] == ["red", "green", "blue"]
+    assert open_scene(path, bands=("green",)).indexes == (2,)  # nothing mapped: the tags are used
+    with pytest.raises(BandError, match="no band named 'green'.*--bands green=N"):
+        open_scene(path, bands=("nir", "green"), band_override={"nir": 1})
+    assert open_scene(path, bands=("nir", "green"), band_override={"nir": 1, "green": 3}).indexes == (1, 3)
+
+
+def test_web_mercator_pixels_measured_on_the_ground(write_raster):
+    """A 30 map-metre EPSG:3857 pixel at 37.8 N is 23.7 m on the ground; a 23.7 m detector keeps the grid."""
+    from pyproj import Transformer
+    from rasterio.transform import from_origin
+
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True).transform(-122.3, 37.8)
+    path = write_raster(np.zeros((1, 100, 100), np.uint8), crs="EPSG:3857", transform=from_origin(x, y, 30, 30))
+    assert not open_scene(path, bands=(1,), gsd_m=23.7).resampled
+    s = open_scene(path, bands=(1,), gsd_m=30.0)  # a 30 m detector: 23.7 m pixels are resampled to 30 m
+    assert s.resampled and s.width == round(100 * 23.7 / 30)
