@@ -86,6 +86,26 @@ def bare_throughput(det, path, batch: int = 8, repeats: int = 2) -> float:
     return repeats * len(tiles) / (time.perf_counter() - t)
 
 
+def per_building(scenes, dets):
+    """Share of each true footprint covered by detections (by roof and shape), and detections off buildings."""
+    import pandas as pd
+    import shapely
+
+    rows, off = [], []
+    for s in scenes:
+        t = s.truth.to_crs(s.crs)
+        p = dets[dets.scene_id == Path(s.path).stem].to_crs(s.crs)
+        pu = shapely.union_all(p.geometry.values)
+        tu = shapely.union_all(t.geometry.values)
+        for geom, roof, shape in zip(t.geometry, t.roof, t["shape"]):
+            rows.append((roof, shape, shapely.area(shapely.intersection(geom, pu)) / geom.area))
+        for geom in p.geometry:
+            off.append((geom.area, shapely.area(shapely.intersection(geom, tu)) / geom.area))
+    cover = pd.DataFrame(rows, columns=["roof", "shape", "cover"])
+    off = pd.DataFrame(off, columns=["area_m2", "on_building"])
+    return cover, off
+
+
 def evaluate(n_scenes: int = 8, batch_size: int = 8, threads: int = 1, size: int = 1024) -> dict:
     from geodetect.plugins.weights import import_tensorflow
 
@@ -111,6 +131,7 @@ def evaluate(n_scenes: int = 8, batch_size: int = 8, threads: int = 1, size: int
         detect_s = time.perf_counter() - t1
         tiles = sum(st["tiles_run"] for st in dets.attrs["geodetect"])
         bare = bare_throughput(det, scenes[0].path, batch_size)
+        cover, off = per_building(scenes, dets)
     return {
         "scenes": n_scenes,
         "seeds": list(EVAL_SEEDS[:n_scenes]),
@@ -125,6 +146,8 @@ def evaluate(n_scenes: int = 8, batch_size: int = 8, threads: int = 1, size: int
         "tiles": tiles,
         "min_area_m2": det.min_area_m2,
         "threads": threads,
+        "cover": cover,
+        "off": off,
     }
 
 
@@ -145,8 +168,19 @@ def main(argv=None) -> int:
     print(f"throughput ({r['threads']} thread(s)): {r['detect_tiles_per_s']:.1f} tiles/s through geodetect.detect "
           f"({r['tiles']} tiles of 128 px; I/O, blending, polygonising and georeferencing included); "
           f"{r['bare_tiles_per_s']:.1f} tiles/s for the bare compiled model on the same tiles")
+    cover, off = r["cover"], r["off"]
+    found = cover.assign(found=cover.cover >= 0.5)
+    print("\nper building (cover = share of the footprint detected; found = cover >= 0.5):")
+    print("| roof | buildings | mean cover | found |\n| --- | ---: | ---: | ---: |")
+    for key, g in found.groupby("roof"):
+        print(f"| {key} | {len(g)} | {g.cover.mean():.2f} | {g.found.mean():.0%} |")
+    print("by shape: " + ", ".join(f"{k} {g.cover.mean():.2f}" for k, g in found.groupby("shape"))
+          + f"; found {found.found.mean():.1%} of {len(found)}")
+    stray = off[off.on_building < 0.1]
+    print(f"detected polygons {len(off)}: {(off.area_m2 < 8).sum()} under 8 m2; {len(stray)} (almost) off any "
+          f"building, {(stray.area_m2 < 1).sum()} of them under 1 m2, largest {stray.area_m2.max():.0f} m2")
     if a.json:
-        out = {k: v for k, v in r.items() if k not in ("table", "text")}
+        out = {k: v for k, v in r.items() if k not in ("table", "text", "cover", "off")}
         out["table"] = json.loads(r["table"].to_json(orient="index"))
         a.json.write_text(json.dumps(out, indent=2, default=float))
     return 0
