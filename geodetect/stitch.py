@@ -176,13 +176,18 @@ class MaskMosaic:
             win = Window(0, r0, self.width, min(strip_rows, self.height - r0))
             acc = self._acc.read(window=win)
             wsum = acc[-1]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                p = acc[:-1] / np.where(wsum > 0, wsum, 1.0)
-            best = p.argmax(axis=0)
-            pbest = np.take_along_axis(p, best[None], axis=0)[0]
-            on = (pbest >= self.threshold) & (wsum > 0)
+            has = wsum > 0
+            p = acc[:-1]
+            np.divide(p, np.where(has, wsum, np.float32(1)), out=p)  # float32, in place
+            if len(p) == 1:  # one class: no argmax needed
+                best, pbest = 0, p[0]
+            else:
+                best = p.argmax(axis=0)
+                pbest = np.take_along_axis(p, best[None], axis=0)[0]
+            on = (pbest >= self.threshold) & has
             cls = np.where(on, best + 1, 0).astype(np.uint8)
-            score = np.where(on, np.clip(np.rint(pbest * 255), 0, 255), 0).astype(np.uint8)
+            np.clip(pbest * 255 + 0.5, 0, 255, out=pbest)
+            score = np.where(on, pbest, 0).astype(np.uint8)
             self._ds.write(np.stack([cls, score]), window=win)
         self._acc.close()
         os.remove(self._acc_path)
@@ -213,9 +218,9 @@ class MaskMosaic:
                     if c == 0:
                         continue
                     lab, n = ndimage.label(cls == c)
-                    idx = np.arange(1, n + 1)
-                    cnt = ndimage.sum_labels(np.ones_like(lab), lab, idx)
-                    mean = ndimage.mean(sc.astype(np.float64), lab, idx) / 255.0
+                    flat = lab.ravel()
+                    cnt = np.bincount(flat, minlength=n + 1)[1:].astype(np.float64)
+                    mean = np.bincount(flat, weights=sc.ravel(), minlength=n + 1)[1:] / np.maximum(cnt, 1) / 255.0
                     for g, v in shapes(lab.astype(np.int32), mask=lab > 0, connectivity=4, transform=Affine.translation(0, r0)):
                         k = int(v) - 1
                         geom = shapely.geometry.shape(g)
