@@ -73,7 +73,7 @@ def _rect(cx, cy, length, width, angle):
 
 
 def _building(rng, cx, cy, angle, px_per_m):
-    """One footprint: (polygon, convex parts, shape name, ridge length axis angle)."""
+    """One footprint: (polygon, its convex parts (rectangles, for shadows), shape name)."""
     import shapely
 
     length = rng.uniform(7, 40) * px_per_m
@@ -87,9 +87,10 @@ def _building(rng, cx, cy, angle, px_per_m):
         ca, sa = math.cos(angle), math.sin(angle)
         wx, wy = cx + su * ca - sv * sa, cy + su * sa + sv * ca
         wing = _rect(wx, wy, ww, reach + 1.0 * px_per_m, angle)  # overlaps the main block by 1 m
-        poly = shapely.union(main, wing).normalize()
-        poly = shapely.Polygon(poly.exterior) if poly.geom_type == "Polygon" else main
-        return poly, [main, wing], "L-shape"
+        poly = shapely.union(main, wing).normalize()  # always one polygon: the wing overlaps the block
+        if poly.geom_type != "Polygon":
+            return main, [main], "rectangle"
+        return shapely.Polygon(poly.exterior), [main, wing], "L-shape"
     return main, [main], "rectangle"
 
 
