@@ -351,7 +351,8 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
             f"resampled {scene.dataset.width}x{scene.dataset.height} -> {scene.width}x{scene.height} to the detector's {spec.gsd_m} m GSD"
         )
     coords, cids, scores, tids = [], [], [], []
-    mosaic = MaskMosaic(scene.width, scene.height, spec.n_classes, spec.threshold) if task is Task.SEGMENTATION else None
+    mosaic = (MaskMosaic(scene.width, scene.height, spec.n_classes, spec.threshold, min_polygon_px=spec.min_polygon_px)
+              if task is Task.SEGMENTATION else None)
     stop = threading.Event()
     bar = tqdm(total=len(tile_ids), desc=scene.scene_id, unit="tile", disable=not progress, leave=False)
     try:
@@ -422,6 +423,8 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
             polys, cid, sc = mosaic.polygons()
         finally:
             mosaic.cleanup()
+        if mosaic.small_removed:
+            st.notes.append(f"{mosaic.small_removed} polygons under {spec.min_polygon_px} px (min_polygon_px) dropped")
         geoms = georef.polygons_to_map(polys, scene.transform, scene.crs, crs_out)
     else:
         geoms = georef.boxes_to_map(xy, scene.transform, scene.crs, crs_out)

@@ -118,8 +118,11 @@ class MaskMosaic:
 
     EDGE_WEIGHT = 1e-3
 
-    def __init__(self, width: int, height: int, n_classes: int, threshold: float, workdir: str | None = None):
+    def __init__(self, width: int, height: int, n_classes: int, threshold: float, workdir: str | None = None,
+                 min_polygon_px: int = 0):
         self.width, self.height, self.n_classes, self.threshold = width, height, n_classes, threshold
+        self.min_polygon_px = min_polygon_px
+        self.small_removed = 0
         self._dir = tempfile.mkdtemp(prefix="geodetect-mosaic-", dir=workdir)
         self.path = os.path.join(self._dir, "classes.tif")
         self._acc_path = os.path.join(self._dir, "blend.tif")
@@ -234,8 +237,12 @@ class MaskMosaic:
         cids, scores, npix, edge = map(np.asarray, (cids, scores, npix, edge))
         if edge.any():
             geoms, cids, scores = _join_across_strips(geoms, cids, scores, npix, edge)
+        if self.min_polygon_px and len(geoms):
+            big = shapely.area(geoms) >= self.min_polygon_px  # grid pixels: area = pixel count
+            self.small_removed = int((~big).sum())
+            geoms, cids, scores = geoms[big], np.asarray(cids)[big], np.asarray(scores)[big]
         self.cleanup()
-        return geoms, cids.astype(np.int64), scores.astype(np.float32)
+        return geoms, np.asarray(cids).astype(np.int64), np.asarray(scores).astype(np.float32)
 
     def cleanup(self) -> None:
         import shutil

@@ -120,3 +120,25 @@ def test_mask_probabilities_blended_in_overlaps():
     assert len(polys) == 1 and polys[0].bounds == (0.0, 0.0, 56.0, 64.0)  # the ownership line
     # blended: probabilities in tile 0's part of the overlap are below 1, so the mean score is too
     assert 0.5 < score[0] < 1.0
+
+
+def test_min_polygon_px_drops_specks_after_joining_and_counts_them(write_raster):
+    """Specks under min_polygon_px go (and are counted); a big area split over many tiles stays whole."""
+    from dataclasses import replace
+
+    from detectors import BrightMask
+
+    img = np.zeros((300, 300), np.uint8)
+    img[10:290, 100:110] = 255  # 2,800 px across many tiles
+    img[50:52, 200:202] = 255   # a 4-px speck
+    img[150:153, 250:253] = 255  # a 9-px speck
+    path = write_raster(img)
+
+    class Specky(BrightMask):
+        spec = replace(BrightMask.spec, name="test-specky", min_polygon_px=5)
+
+    got = gd.detect(path, Specky, progress=False)
+    assert sorted(np.round(got.to_crs("EPSG:32610").area).astype(int)) == [9, 2800]
+    notes = got.attrs["geodetect"][0]["notes"]
+    assert any("1 polygons under 5 px" in n for n in notes)
+    assert len(gd.detect(path, BrightMask, progress=False)) == 3  # without the limit all three stay

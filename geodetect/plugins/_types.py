@@ -62,6 +62,8 @@ class DetectorSpec:
     nms_iou : BOXES: overlap (IoU, or intersection over the smaller box) above
         which two boxes from neighbouring tiles are the same object.
     threshold : SEGMENTATION: probability above which a pixel belongs to a class.
+    min_polygon_px : SEGMENTATION: polygons of fewer pixels than this (measured on the
+        whole scene, after joining across tiles) are dropped, and counted in the scene's notes.
     description, licence, weights_sha256 : free text / hash for listing and checks.
     """
 
@@ -77,6 +79,7 @@ class DetectorSpec:
     merge_radius_px: float = 4.0
     nms_iou: float = 0.5
     threshold: float = 0.5
+    min_polygon_px: int = 0
     description: str = ""
     licence: str = ""
     weights_sha256: str | None = None
@@ -126,6 +129,9 @@ class DetectorSpec:
             raise bad("nms_iou must be in (0, 1]")
         if not (0 < self.threshold < 1):
             raise bad("threshold must be in (0, 1)")
+        if isinstance(self.min_polygon_px, bool) or not isinstance(self.min_polygon_px, (int, np.integer)) \
+                or self.min_polygon_px < 0:
+            raise bad(f"min_polygon_px must be an int >= 0, got {self.min_polygon_px!r}")
 
     @property
     def n_bands(self) -> int:

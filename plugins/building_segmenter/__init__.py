@@ -40,6 +40,7 @@ class BuildingSegmenter(Detector):
         overlap=32,
         gsd_m=0.3,
         threshold=0.5,
+        min_polygon_px=89,  # 8 m² at 0.3 m, applied by the host on the whole scene (min_area_m2 below)
         description="building footprints in 0.3 m RGB: the U-Net thesis' modified U-Net, trained on simulated scenes",
         licence="Apache-2.0",
         weights_sha256=WEIGHTS_SHA256,
@@ -54,7 +55,15 @@ class BuildingSegmenter(Detector):
         self.weights = Path(weights) if weights is not None else WEIGHTS
         self.sha256 = sha256 if sha256 is not None else self.spec.weights_sha256
         if min_area_m2 is not None:
+            from dataclasses import replace
+
+            from geodetect.errors import ConfigError
+
+            if not float(min_area_m2) >= 0:
+                raise ConfigError(f"building-segmenter: min_area_m2 must be >= 0, got {min_area_m2!r}")
             self.min_area_m2 = float(min_area_m2)
+            # the host drops whole-scene polygons under this size too (specks left by blending at seams)
+            self.spec = replace(type(self).spec, min_polygon_px=int(round(self.min_area_m2 / type(self).spec.gsd_m**2)))
         self._model = None
         self._run = None
 
