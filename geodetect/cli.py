@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         "(<scene>_truth.geojson). OUT is a .tif file, or a folder for --scenes N.",
     )
     s.add_argument("out", help="output GeoTIFF, or a folder")
-    s.add_argument("--kind", default="sea-lions", help="scene kind: sea-lions (default), vehicles, ...")
+    s.add_argument("--kind", default="sea-lions", help="scene kind: sea-lions (default), vehicles, water, urban, land-use")
     s.add_argument("--scenes", type=int, default=1, help="number of scenes (seeds SEED, SEED+1, ...) into folder OUT")
     s.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), help="pixels (default: the kind's)")
     s.add_argument("--gsd", type=float, help="metres per pixel (default: the kind's)")
