@@ -12,7 +12,7 @@ Examples
 >>> r = classification_scores(pd.Series(["a", "b", "b"]), pd.Series(["a", "b", "a"]), classes=["a", "b"])
 >>> round(r["accuracy"], 3)
 0.667
->>> r["confusion"].loc["a", "b"]   # true a, detected b
+>>> int(r["confusion"].loc["a", "b"])   # true a, detected b
 1
 """
 

@@ -12,7 +12,7 @@ Examples
 >>> true = np.array([[0, 1, 0], [0, 1, 1]], np.uint8)
 >>> c = PixelCounts(1)
 >>> c.add(pred, true)
->>> round(c.iou()[0], 3), round(c.pixel_accuracy(), 3)
+>>> round(float(c.iou()[0]), 3), round(c.pixel_accuracy(), 3)
 (0.5, 0.667)
 """
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from geodetect.errors import MissingDependencyError, PluginError
 
-__all__ = ["sha256_of", "verify_weights", "load_keras_model", "import_tensorflow", "save_keras_reproducible"]
+__all__ = ["sha256_of", "verify_weights", "load_keras_model", "import_tensorflow", "save_keras_reproducible",
+           "configure_tensorflow", "compiled_keras_model"]
 
 
 def sha256_of(path) -> str:
@@ -144,3 +145,35 @@ def save_keras_reproducible(model, path) -> str:
         part.write_bytes(buf.getvalue())
         os.replace(part, path)
     return sha256_of(path)
+
+
+def configure_tensorflow(threads: int = 1, *, seed: int | None = None):
+    """TensorFlow for training and evaluation scripts: ``threads`` intra-op threads, one inter-op.
+
+    With ``seed``, Python, NumPy and TensorFlow are seeded and TensorFlow's ops made
+    deterministic, so that a training command gives the same weights (and, saved
+    with :func:`save_keras_reproducible`, the same file) every time. Thread
+    settings are ignored when TensorFlow has already started in this process.
+    """
+    tf = import_tensorflow()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+    if seed is not None:
+        tf.keras.utils.set_random_seed(int(seed))
+        tf.config.experimental.enable_op_determinism()
+    return tf
+
+
+def compiled_keras_model(path, sha256: str | None, *, detector: str = "?"):
+    """``(model, run)``: a hash-checked Keras model and its inference as a compiled ``tf.function``."""
+    tf = import_tensorflow()
+    model = load_keras_model(path, sha256, detector=detector)
+
+    @tf.function(reduce_retracing=True)
+    def run(x):
+        return model(x, training=False)
+
+    return model, run

@@ -68,16 +68,9 @@ class BuildingSegmenter(Detector):
         self._run = None
 
     def load(self) -> None:
-        from geodetect.plugins.weights import import_tensorflow, load_keras_model
+        from geodetect.plugins.weights import compiled_keras_model
 
-        tf = import_tensorflow()
-        model = load_keras_model(self.weights, self.sha256, detector=self.spec.name)
-
-        @tf.function(reduce_retracing=True)
-        def run(x):
-            return model(x, training=False)
-
-        self._model, self._run = model, run
+        self._model, self._run = compiled_keras_model(self.weights, self.sha256, detector=self.spec.name)
 
     def input_channels(self) -> int | None:
         return None if self._model is None else int(self._model.input_shape[-1])

@@ -17,7 +17,6 @@ import argparse
 import importlib
 import importlib.util
 import json
-import os
 import sys
 import tempfile
 import time
@@ -107,14 +106,9 @@ def per_building(scenes, dets):
 
 
 def evaluate(n_scenes: int = 8, batch_size: int = 8, threads: int = 1, size: int = 1024) -> dict:
-    from geodetect.plugins.weights import import_tensorflow
+    from geodetect.plugins.weights import configure_tensorflow
 
-    tf = import_tensorflow()
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
+    configure_tensorflow(threads)
     import geodetect as gd
     from geodetect.evaluate import evaluate as gd_evaluate
 

@@ -91,22 +91,11 @@ def pixel_scores(pred: np.ndarray, true: np.ndarray) -> dict:
     return {"iou": float(inter / union) if union else 1.0, "pixel_accuracy": float((pred == true).mean())}
 
 
-def set_threads(tf, threads: int) -> None:
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # already initialised in this process
-        pass
-
-
 def train(out: Path, *, n_scenes: int, scene_size: int, steps: int, batch: int, lr: float, n_val: int,
           threads: int, seed: int = 0, log_every: int = 100) -> dict:
-    from geodetect.plugins.weights import import_tensorflow, save_keras_reproducible
+    from geodetect.plugins.weights import configure_tensorflow, save_keras_reproducible
 
-    tf = import_tensorflow()
-    set_threads(tf, threads)
-    tf.keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    tf = configure_tensorflow(threads, seed=seed)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="building-train-") as wd:
         scenes = make_scenes(range(TRAIN_SEED0, TRAIN_SEED0 + n_scenes), scene_size, wd)

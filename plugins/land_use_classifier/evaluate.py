@@ -102,14 +102,9 @@ def purity_breakdown(det, folder: Path, grouping: dict, cut: float = 0.8) -> dic
 
 def evaluate(n_scenes: int = 10, layouts=("grid", "irregular"), threads: int = 1) -> dict:
     from geodetect.evaluate import evaluate as gd_evaluate
-    from geodetect.plugins.weights import import_tensorflow
+    from geodetect.plugins.weights import configure_tensorflow
 
-    tf = import_tensorflow()
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
+    configure_tensorflow(threads)
     mod = load_plugin()
     det = mod.LandUseClassifier()
     det.ensure_loaded()

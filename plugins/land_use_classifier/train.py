@@ -101,16 +101,9 @@ def features(tf, backbone, tiles_u8: np.ndarray, batch: int = 32) -> np.ndarray:
 
 def train(out: Path, *, n_scenes: int, n_val: int, epochs: int, lr: float, threads: int, seed: int = 0,
           scene_size: int = SCENE_SIZE, augment: int = 2, imagenet: bool = True) -> dict:
-    from geodetect.plugins.weights import import_tensorflow, save_keras_reproducible
+    from geodetect.plugins.weights import configure_tensorflow, save_keras_reproducible
 
-    tf = import_tensorflow()
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
-    tf.keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    tf = configure_tensorflow(threads, seed=seed)
     M = _model_module()
     t0 = time.time()
     full = M.build_efficientnet_lite0(include_top=True)

@@ -100,16 +100,12 @@ def bare_throughput(det, path, batch: int = 8, repeats: int = 3) -> float:
 
 def evaluate(n_scenes: int = 10, batch_size: int = 8, threads: int = 2) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from geodetect.plugins.weights import configure_tensorflow
 
     import geodetect as gd
     from geodetect.metrics.boxes import box_metrics
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
+    configure_tensorflow(threads)
     cls = load_detector_class()
     det = cls()
     det.ensure_loaded()

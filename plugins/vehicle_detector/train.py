@@ -159,15 +159,9 @@ def choose_threshold(tf, run, val_scenes) -> tuple[float, dict]:
 def train(out: Path, *, n_scenes: int, scene_size: int, steps: int, batch: int, crop: int, lr: float,
           n_val: int, threads: int, seed: int = 0, log_every: int = 50) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from geodetect.plugins.weights import configure_tensorflow
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
-    tf.keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    tf = configure_tensorflow(threads, seed=seed)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="vehicle-train-") as wd:
         scenes = make_scenes(range(TRAIN_SEED0, TRAIN_SEED0 + n_scenes), scene_size, wd)

@@ -85,14 +85,9 @@ def throughput(det, path, bands=D.LANDSAT_BANDS, batch: int = 8, repeats: int = 
 
 
 def set_threads(threads: int) -> None:
-    from geodetect.plugins.weights import import_tensorflow
+    from geodetect.plugins.weights import configure_tensorflow
 
-    tf = import_tensorflow()
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
+    configure_tensorflow(threads)
 
 
 def main(argv=None) -> int:

@@ -102,16 +102,9 @@ class CropSampler:
 def train(out: Path, *, real: bool, n_sim: int, sim_size: int, real_share: float, steps: int, batch: int,
           crop: int, lr: float, threads: int, seed: int = 0, log_every: int = 100) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from geodetect.plugins.weights import import_tensorflow, save_keras_reproducible
+    from geodetect.plugins.weights import configure_tensorflow, save_keras_reproducible
 
-    tf = import_tensorflow()
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
-    tf.keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    tf = configure_tensorflow(threads, seed=seed)
     t0 = time.time()
     items, shares = [], []
     if real:
