@@ -183,7 +183,10 @@ class Scene:
             valid &= np.all(np.isfinite(raw), axis=0)
         n = pad_to if pad_to is not None else None
         hh, ww = (max(height, n), max(width, n)) if n else (height, width)
-        data = np.zeros((hh, ww, raw.shape[0]), np.float32)
+        data = np.empty((hh, ww, raw.shape[0]), np.float32)  # every element is written below
+        if (hh, ww) != (height, width):
+            data[height:] = 0
+            data[:height, width:] = 0
         offset, factor = _affine_scaling(raw.dtype, self.scaling)
         for k in range(raw.shape[0]):  # convert, scale and move bands last in one pass per band
             view = data[:height, :width, k]
