@@ -104,6 +104,32 @@ def dedupe_boxes(xyxy, class_ids, scores, tile_ids, owned, iou: float, margin: f
     return keep
 
 
+class _MemRaster:
+    """The part of a rasterio dataset :class:`MaskMosaic` uses (windowed read/write), on a numpy array."""
+
+    def __init__(self, count: int, height: int, width: int, dtype):
+        self.a = np.zeros((count, height, width), dtype)
+
+    def _sl(self, window):
+        r0, c0 = int(window.row_off), int(window.col_off)
+        return (slice(None), slice(r0, r0 + int(window.height)), slice(c0, c0 + int(window.width)))
+
+    def read(self, window):
+        return self.a[self._sl(window)].copy()
+
+    def write(self, arr, window):
+        self.a[self._sl(window)] = arr
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 class MaskMosaic:
     """Blended probabilities of a whole scene, kept on disk, thresholded and polygonised in strips.
 
@@ -111,18 +137,21 @@ class MaskMosaic:
     the tile owns (see :mod:`geodetect.io.tiling`) and falls linearly to almost
     0 at the tile's edges, so in an overlap the owner dominates and its
     neighbour is blended in. The accumulator (C weighted sums + the weight sum,
-    float32) lives in a tiled scratch GeoTIFF, so memory does not grow with the
-    scene. :meth:`polygons` turns it into a class raster (band 1: 0 = none,
+    float32) is a numpy array when it fits in :attr:`MEMORY_BUDGET`, and a tiled
+    scratch GeoTIFF beyond, so memory does not grow with the scene. :meth:`polygons` turns it into a class raster (band 1: 0 = none,
     k = class k-1; band 2: winning probability 0..255) strip by strip.
     """
 
     EDGE_WEIGHT = 1e-3
+    #: scenes whose accumulator fits in this many bytes are blended in memory, larger ones on disk
+    MEMORY_BUDGET = 128 * 2**20
 
     def __init__(self, width: int, height: int, n_classes: int, threshold: float, workdir: str | None = None,
                  min_polygon_px: int = 0):
         self.width, self.height, self.n_classes, self.threshold = width, height, n_classes, threshold
         self.min_polygon_px = min_polygon_px
         self.small_removed = 0
+        self._in_memory = (n_classes + 1) * width * height * 4 <= self.MEMORY_BUDGET
         self._dir = tempfile.mkdtemp(prefix="geodetect-mosaic-", dir=workdir)
         self.path = os.path.join(self._dir, "classes.tif")
         self._acc_path = os.path.join(self._dir, "blend.tif")
@@ -135,6 +164,8 @@ class MaskMosaic:
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning
 
+        if self._in_memory:
+            return _MemRaster(count, self.height, self.width, dtype)
         bs = 256 if (self.width >= 256 and self.height >= 256) else None
         profile = dict(driver="GTiff", width=self.width, height=self.height, count=count, dtype=dtype)
         if dtype == "uint8":
@@ -193,7 +224,8 @@ class MaskMosaic:
             score = np.where(on, pbest, 0).astype(np.uint8)
             self._ds.write(np.stack([cls, score]), window=win)
         self._acc.close()
-        os.remove(self._acc_path)
+        if not self._in_memory:
+            os.remove(self._acc_path)
 
     def polygons(self, strip_rows: int = 2048):
         """Polygons in grid pixels: (geometries, class_ids, scores)."""
@@ -210,9 +242,12 @@ class MaskMosaic:
         self._finish(strip_rows)
         self._ds.close()
         geoms, cids, scores, npix, edge = [], [], [], [], []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            ds = rasterio.open(self.path)
+        if self._in_memory:
+            ds = self._ds
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                ds = rasterio.open(self.path)
         with ds:
             for r0 in range(0, self.height, strip_rows):
                 h = min(strip_rows, self.height - r0)

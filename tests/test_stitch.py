@@ -142,3 +142,23 @@ def test_min_polygon_px_drops_specks_after_joining_and_counts_them(write_raster)
     notes = got.attrs["geodetect"][0]["notes"]
     assert any("1 polygons under 5 px" in n for n in notes)
     assert len(gd.detect(path, BrightMask, progress=False)) == 3  # without the limit all three stay
+
+
+def test_mask_mosaic_on_disk_equals_in_memory(write_raster, monkeypatch):
+    """Scenes beyond MEMORY_BUDGET blend in a scratch GeoTIFF: same polygons, strips joined the same way."""
+    from detectors import BrightMask
+    from geodetect.stitch import MaskMosaic
+
+    yy, xx = np.mgrid[0:700, 0:700]
+    img = (((xx - yy) % 97 < 30) | ((xx - 350) ** 2 + (yy - 300) ** 2 < 120**2)).astype(np.uint8) * 255
+    path = write_raster(img)
+    small_strips = MaskMosaic.polygons.__defaults__
+    monkeypatch.setattr(MaskMosaic.polygons, "__defaults__", (256,))  # several strips to join
+    in_memory = gd.detect(path, BrightMask, progress=False)
+    monkeypatch.setattr(MaskMosaic, "MEMORY_BUDGET", 0)
+    on_disk = gd.detect(path, BrightMask, progress=False)
+    monkeypatch.setattr(MaskMosaic.polygons, "__defaults__", small_strips)
+    assert len(in_memory) == len(on_disk) > 3
+    a = in_memory.sort_values("area_m2").geometry.values
+    b = on_disk.sort_values("area_m2").geometry.values
+    assert all(x.equals_exact(y, 1e-9) for x, y in zip(a, b))
