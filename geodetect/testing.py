@@ -29,7 +29,7 @@ def check_detector(detector, *, n_tiles: int = 3, seed: int = 0) -> dict:
 
     cls = detector if isinstance(detector, type) else type(detector)
     validate_detector_class(cls)
-    spec = cls.spec
+    spec = detector.spec  # an instance may carry its own (options that change the classes)
     try:
         pickle.loads(pickle.dumps(spec))
     except Exception as exc:  # noqa: BLE001
