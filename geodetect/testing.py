@@ -16,7 +16,7 @@ from geodetect.errors import PluginError
 from geodetect.plugins.registry import resolve_detector, validate_detector_class
 from geodetect.simulate import make_scene
 
-__all__ = ["check_detector", "make_scene", "assert_detections_equal"]
+__all__ = ["check_detector", "check_weights_guarded", "make_scene", "assert_detections_equal"]
 
 
 def check_detector(detector, *, n_tiles: int = 3, seed: int = 0) -> dict:
@@ -44,6 +44,38 @@ def check_detector(detector, *, n_tiles: int = 3, seed: int = 0) -> dict:
             raise PluginError(f"detector {spec.name!r}: predict() failed on random tiles: {type(exc).__name__}: {exc}") from exc
         _check_results(inst, out, n, spec.tile_size)
     return {"name": spec.name, "task": spec.task.name, "classes": spec.classes, "bands": spec.bands}
+
+
+def check_weights_guarded(cls, weights, workdir, *, max_bytes: float | None = None) -> None:
+    """Check that a weights-backed detector refuses a wrong hash and a tampered copy of its weights.
+
+    ``cls(sha256=...)`` and ``cls(weights=...)`` must select another hash or file
+    (the convention of the built-in detectors). The committed file must match
+    ``cls.spec.weights_sha256`` (and be under ``max_bytes``). Raises AssertionError.
+    """
+    import shutil
+    from pathlib import Path
+
+    from geodetect.plugins.weights import sha256_of
+
+    weights = Path(weights)
+    assert sha256_of(weights) == cls.spec.weights_sha256, f"{weights}: sha256 differs from the spec's"
+    if max_bytes is not None:
+        assert weights.stat().st_size < max_bytes, f"{weights}: {weights.stat().st_size} bytes"
+    for make, why in ((lambda: cls(sha256="0" * 64), "expected"), (None, "corrupt or was replaced")):
+        if make is None:
+            bad = Path(workdir) / weights.name
+            shutil.copy(weights, bad)
+            with open(bad, "r+b") as f:
+                f.seek(min(2000, bad.stat().st_size // 2))
+                f.write(b"\x00\x01\x02")
+            make = lambda bad=bad: cls(weights=bad)  # noqa: E731
+        try:
+            make().ensure_loaded()
+        except PluginError as exc:
+            assert why in str(exc), f"unexpected error: {exc}"
+        else:
+            raise AssertionError(f"{cls.spec.name}: weights that should be refused were loaded ({why})")
 
 
 def assert_detections_equal(left, right, *, tolerance: float = 1e-9, check_scores: bool = True) -> None:
