@@ -169,7 +169,6 @@ def bench_stitch(tmp, quick):
 def bench_aggregate(tmp, quick):
     """Points x the 3,231 us-atlas counties from one GeoParquet: SedonaDB path vs GeoPandas sjoin + groupby."""
     import geopandas as gpd
-    import pandas as pd
 
     import geodetect as gd
     from geodetect.frames import make_detections
@@ -255,7 +254,10 @@ class Three(BrightPoints):
         # (which is O(detections) by nature, about 0.5 kB each)
         return [Points(r.xy[:1], r.class_ids[:1], r.scores[:1]) for r in super().predict(tiles[..., :1])]
 gd.detect(sys.argv[1], Three, progress=False)
-print(json.dumps({{"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent, so a child of a
+# big bench process would report the parent's peak
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+print(json.dumps({{"maxrss_kb": int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
 """
 
 
@@ -302,9 +304,12 @@ def bench_growth(tmp, quick, detector=None):
     gd.detect(_patchy_scene(Path(tmp) / "grow-warm.tif", 1_152), detector, progress=False)  # imports, first calls
     for size in sizes:
         p = _patchy_scene(Path(tmp) / f"grow{size}.tif", size)  # the same patch in every 512-px block
-        t = time.perf_counter()
-        counts[size] = len(gd.detect(p, detector, progress=False))
-        per_mp[size] = (time.perf_counter() - t) / (size * size / 1e6)
+        best = float("inf")
+        for _ in range(2):  # best of two: one slow run on a shared machine is not growth
+            t = time.perf_counter()
+            counts[size] = len(gd.detect(p, detector, progress=False))
+            best = min(best, time.perf_counter() - t)
+        per_mp[size] = best / (size * size / 1e6)
         os.remove(p)
     vals = list(per_mp.values())
     spread = max(vals) / min(vals)
@@ -368,8 +373,9 @@ def bench_model(tmp, quick):
     return rows
 
 
-FIGURES = {"io": bench_io, "stitch": bench_stitch, "aggregate": bench_aggregate, "spark": bench_spark,
-           "memory": bench_memory, "growth": bench_growth, "model": bench_model}
+# the memory-hungry figures (10 M points, a Spark session) run last, so they cannot slow the others
+FIGURES = {"io": bench_io, "stitch": bench_stitch, "memory": bench_memory, "growth": bench_growth,
+           "model": bench_model, "spark": bench_spark, "aggregate": bench_aggregate}
 
 
 def main(argv=None) -> int:
