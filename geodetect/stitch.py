@@ -211,19 +211,22 @@ class MaskMosaic:
         for r0 in range(0, self.height, strip_rows):
             win = Window(0, r0, self.width, min(strip_rows, self.height - r0))
             acc = self._acc.read(window=win)
-            wsum = acc[-1]
-            has = wsum > 0
+            wsum = np.maximum(acc[-1], np.float32(1e-30))  # no weight -> sums are 0 -> probability 0
             p = acc[:-1]
-            np.divide(p, np.where(has, wsum, np.float32(1)), out=p)  # float32, in place
+            np.divide(p, wsum, out=p)  # float32, in place
             if len(p) == 1:  # one class: no argmax needed
-                best, pbest = 0, p[0]
+                pbest = p[0]
+                on = pbest >= self.threshold  # threshold > 0: pixels without weight stay off
+                cls = on.view(np.uint8)
             else:
                 best = p.argmax(axis=0)
                 pbest = np.take_along_axis(p, best[None], axis=0)[0]
-            on = (pbest >= self.threshold) & has
-            cls = np.where(on, best + 1, 0).astype(np.uint8)
-            np.clip(pbest * 255 + 0.5, 0, 255, out=pbest)
-            score = np.where(on, pbest, 0).astype(np.uint8)
+                on = pbest >= self.threshold
+                cls = np.where(on, best + 1, 0).astype(np.uint8)
+            pbest *= 255
+            pbest += 0.5  # probabilities are <= 1, so this stays <= 255.5 and rounds into uint8
+            score = pbest.astype(np.uint8)
+            score[~on] = 0
             self._ds.write(np.stack([cls, score]), window=win)
         self._acc.close()
         if not self._in_memory:
@@ -254,9 +257,7 @@ class MaskMosaic:
             for r0 in range(0, self.height, strip_rows):
                 h = min(strip_rows, self.height - r0)
                 cls, sc = ds.read(window=Window(0, r0, self.width, h))
-                for c in np.unique(cls):
-                    if c == 0:
-                        continue
+                for c in np.flatnonzero(np.bincount(cls.ravel(), minlength=256)[1:]) + 1:  # classes present
                     lab, n = ndimage.label(cls == c)
                     flat = lab.ravel()
                     cnt = np.bincount(flat, minlength=n + 1)[1:].astype(np.float64)
