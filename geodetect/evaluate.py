@@ -101,9 +101,9 @@ def evaluate(detector, data, *, iou: float = 0.5, radius_m: float | None = None,
         raise ConfigError(f"grouping applies to classifiers; {spec.name!r} is a {spec.task.name} detector")
     pairs = find_scenes(data, need_truth=reference is None)
     scenes = [s for s, _ in pairs]
+    ref = resolve_detector(reference) if reference is not None else None  # before the long run: fail early
     dets = detect(scenes, det, progress=progress, **options)
-    if reference is not None:
-        ref = resolve_detector(reference)
+    if ref is not None:
         truth = detect(scenes, ref, progress=progress, **options)
         truth_by_scene = {sid: truth[truth["scene_id"] == sid] for sid in (Path(s).stem for s in scenes)}
     else:
@@ -114,7 +114,7 @@ def evaluate(detector, data, *, iou: float = 0.5, radius_m: float | None = None,
             truths.append(t.to_crs(dets.crs))
         truth = pd.concat(truths, ignore_index=True)
         truth_by_scene = {Path(s).stem: truths[i] for i, s in enumerate(scenes)}
-    name = spec.name + (f" vs {resolve_detector(reference).spec.name}" if reference is not None else "")
+    name = spec.name + (f" vs {ref.spec.name}" if ref is not None else "")
     ev = Evaluation(name, spec.task.name, len(pairs))
     if spec.task is Task.POINTS:
         from geodetect.counts import counts

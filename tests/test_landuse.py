@@ -32,15 +32,7 @@ HOPPER = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.versio
 
 def _plugin():
     name = "geodetect_plugins.land_use_classifier"
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(name, PLUGIN_DIR / "__init__.py",
-                                                      submodule_search_locations=[str(PLUGIN_DIR)])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-        return mod
+    return importlib.import_module(name)
 
 
 def _converter():

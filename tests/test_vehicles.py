@@ -21,17 +21,9 @@ CLASSES = ("car", "truck", "bus")
 
 
 def _plugin():
-    """The plugin package; loaded from its folder while it is not yet in the installed package map."""
+    """The installed plugin package."""
     name = "geodetect_plugins.vehicle_detector"
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(name, PLUGIN_DIR / "__init__.py",
-                                                      submodule_search_locations=[str(PLUGIN_DIR)])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-        return mod
+    return importlib.import_module(name)
 
 
 # ---------------------------------------------------------------- simulator

@@ -36,16 +36,8 @@ EVAL_SEEDS = range(1, 9)
 
 
 def load_detector_class():
-    """BuildingSegmenter, from the installed package or, before it is registered, from this folder."""
-    try:
-        return importlib.import_module("geodetect_plugins.building_segmenter").BuildingSegmenter
-    except ImportError:
-        name = "geodetect_plugins.building_segmenter"
-        spec = importlib.util.spec_from_file_location(name, HERE / "__init__.py", submodule_search_locations=[str(HERE)])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-        return mod.BuildingSegmenter
+    """BuildingSegmenter, from the installed package."""
+    return importlib.import_module("geodetect_plugins.building_segmenter").BuildingSegmenter
 
 
 def eval_scene_kwargs(k: int, size: int = 1024) -> dict:

@@ -40,14 +40,7 @@ EVAL_SEED0 = 1
 
 def load_plugin():
     name = "geodetect_plugins.land_use_classifier"
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(name, HERE / "__init__.py", submodule_search_locations=[str(HERE)])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-        return mod
+    return importlib.import_module(name)
 
 
 def write_eval_scenes(folder: Path, n: int, layout: str) -> list:

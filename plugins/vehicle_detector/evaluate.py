@@ -39,16 +39,8 @@ AP_SCORE_THRESHOLD = 0.05
 
 
 def load_detector_class():
-    """VehicleDetector, from the installed package or, before it is registered, from this folder."""
-    try:
-        return importlib.import_module("geodetect_plugins.vehicle_detector").VehicleDetector
-    except ImportError:
-        name = "geodetect_plugins.vehicle_detector"
-        spec = importlib.util.spec_from_file_location(name, HERE / "__init__.py", submodule_search_locations=[str(HERE)])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-        return mod.VehicleDetector
+    """VehicleDetector, from the installed package."""
+    return importlib.import_module("geodetect_plugins.vehicle_detector").VehicleDetector
 
 
 def eval_scene_kwargs(k: int) -> dict:
