@@ -320,6 +320,9 @@ def bench_growth(tmp, quick, detector=None):
                                             for s, v in per_mp.items()))
 
 
+ONLY_DETECTORS: list = []  # --detectors: restrict the model figure
+
+
 def bench_model(tmp, quick):
     """gd.detect vs the detector's own predict (its compiled tf.function) on the same tiles, already in memory.
 
@@ -337,7 +340,7 @@ def bench_model(tmp, quick):
     rows = []
     size = 1024 if quick else 2048
     for info in list_detectors(load=True):
-        if info.error or not info.spec.weights_sha256:
+        if info.error or not info.spec.weights_sha256 or (ONLY_DETECTORS and info.name not in ONLY_DETECTORS):
             continue
         det = resolve_detector(info.name)
         kind, _ = kinds.get(info.name, ("sea-lions", None))
@@ -382,8 +385,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes (minutes, not an hour)")
     ap.add_argument("--only", nargs="*", choices=sorted(FIGURES), help="run only these figures")
+    ap.add_argument("--detectors", nargs="*", metavar="NAME", help="model figure: only these detectors")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results.json"), help="where to save the results")
     args = ap.parse_args(argv)
+    ONLY_DETECTORS[:] = args.detectors or []
     results = []
     with tempfile.TemporaryDirectory(prefix="geodetect-bench-") as tmp:
         for name in args.only or list(FIGURES):

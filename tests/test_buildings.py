@@ -190,18 +190,6 @@ def test_module_import_is_light():
     assert out.stdout.split() == ["False", "False"], out.stderr
 
 
-def test_small_interior_blobs_are_dropped_and_edge_blobs_kept():
-    drop_small_blobs = _plugin().drop_small_blobs
-    p = np.zeros((64, 64), np.float32)
-    p[10:13, 10:13] = 0.9   # 9 px, inside: dropped
-    p[0:3, 30:33] = 0.9     # 9 px, on the tile edge: kept (may be part of a building cut by the edge)
-    p[30:50, 30:50] = 0.8   # 400 px: kept
-    p[20, 50] = 0.4         # below the threshold: untouched
-    drop_small_blobs(p, 0.5, 50)
-    assert p[10:13, 10:13].max() == 0 and p[0:3, 30:33].min() == 0.9 and p[30:50, 30:50].min() == 0.8
-    assert p[20, 50] == np.float32(0.4)
-
-
 @pytest.fixture(scope="module")
 def detector():
     pytest.importorskip("tensorflow")

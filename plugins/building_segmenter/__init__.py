@@ -46,8 +46,8 @@ class BuildingSegmenter(Detector):
         weights_sha256=WEIGHTS_SHA256,
     )
 
-    #: connected building pixels of a tile smaller than this (m² at the spec's 0.3 m) are dropped,
-    #: unless they touch the tile edge (they may be part of a building cut by it); 0 keeps everything
+    #: building polygons smaller than this (m² at the spec's 0.3 m) are dropped by the host, after the tiles
+    #: are blended and polygons cut by tile and strip borders are joined (the spec's min_polygon_px); 0 keeps all
     min_area_m2 = 8.0
 
     def __init__(self, weights: str | Path | None = None, sha256: str | None = None, *,
@@ -62,7 +62,6 @@ class BuildingSegmenter(Detector):
             if not float(min_area_m2) >= 0:
                 raise ConfigError(f"building-segmenter: min_area_m2 must be >= 0, got {min_area_m2!r}")
             self.min_area_m2 = float(min_area_m2)
-            # the host drops whole-scene polygons under this size too (specks left by blending at seams)
             self.spec = replace(type(self).spec, min_polygon_px=int(round(self.min_area_m2 / type(self).spec.gsd_m**2)))
         self._model = None
         self._run = None
@@ -86,34 +85,9 @@ class BuildingSegmenter(Detector):
         if ph or pw:
             x = np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
         probs = self._run(np.ascontiguousarray(x)).numpy()[:, :h, :w, :]
-        min_px = float(self.min_area_m2) / (self.spec.gsd_m**2)
-        if min_px > 1:
-            for p in probs:
-                drop_small_blobs(p[..., 0], self.spec.threshold, min_px)
         return [Mask(p) for p in probs]
 
     def __getstate__(self):  # picklable for Spark: the model is loaded again on the worker
         state = dict(self.__dict__)
         state.update(_model=None, _run=None, _geodetect_loaded=False)
         return state
-
-
-def drop_small_blobs(prob: np.ndarray, threshold: float, min_px: float) -> None:
-    """Zero (in place) the blobs of ``prob >= threshold`` with fewer than ``min_px`` pixels not touching the edge.
-
-    A blob touching the tile edge may be part of a larger building cut by it,
-    so it is kept; the tile that owns the building's pixels sees it whole.
-    """
-    from scipy import ndimage
-
-    on = prob >= threshold
-    if not on.any():
-        return
-    lab, n = ndimage.label(on)
-    sizes = np.bincount(lab.ravel(), minlength=n + 1)
-    edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-    small = sizes < min_px
-    small[0] = False
-    small[edge] = False
-    if small.any():
-        prob[small[lab]] = 0.0
