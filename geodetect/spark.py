@@ -81,6 +81,11 @@ def plan(scenes, detector, *, block_rows: int = 8, **options) -> list[tuple]:
     Reads only the headers of the scenes. Scenes that cannot be opened become
     one unit each and fail in their task with their own error.
     """
+    return [u for u, _ in _plan(scenes, detector, block_rows=block_rows, **options)]
+
+
+def _plan(scenes, detector, *, block_rows: int, **options) -> list[tuple[tuple, int]]:
+    """(unit, number of tiles it runs) for each work unit, in scene order."""
     from geodetect.errors import GeodetectError
     from geodetect.io.raster import open_scene
     from geodetect.io.tiling import Tiling
@@ -107,12 +112,12 @@ def plan(scenes, detector, *, block_rows: int = 8, **options) -> list[tuple]:
             with open_scene(path, bands=spec.bands, scaling=opts.scaling, band_override=opts.band_override,
                             gsd_m=spec.gsd_m, gsd_tolerance=opts.gsd_tolerance, crs=opts.crs, bounds=opts.bounds,
                             scene_id=sid) as sc:
-                nrow = Tiling(sc.width, sc.height, opts.tile_size, opts.overlap).shape[0]
+                nrow, ncol = Tiling(sc.width, sc.height, opts.tile_size, opts.overlap).shape
         except GeodetectError:
-            units.append((path, sid, 0, 0, 0))
+            units.append(((path, sid, 0, 0, 0), 0))
             continue
         blocks = [(0, nrow)] if spec.task is Task.SEGMENTATION else tile_row_blocks(nrow, block_rows)
-        units.extend((path, sid, r0, r1, k) for k, (r0, r1) in enumerate(blocks))
+        units.extend(((path, sid, r0, r1, k), (r1 - r0) * ncol) for k, (r0, r1) in enumerate(blocks))
     return units
 
 
@@ -163,16 +168,23 @@ def detect(spark, scenes, detector, *, block_rows: int = 8, **options):
     """
     _pyspark()
     options.pop("progress", None)
-    units = plan(scenes, detector, block_rows=block_rows, **options)
-    udf = spark.createDataFrame(units, schema=_UNIT_SCHEMA)
-    n = max(1, len(units))
-    udf = udf.repartition(n)
+    udf = _unit_frame(spark, _plan(scenes, detector, block_rows=block_rows, **options))
     sdf = udf.mapInPandas(_run_units(detector, options), schema=DETECTIONS_SCHEMA)
     if sedona_available(spark):
         from pyspark.sql import functions as F
 
         sdf = sdf.withColumn("geom", F.expr("ST_GeomFromWKB(geometry)"))
     return sdf
+
+
+def _unit_frame(spark, planned):
+    """The work units as a DataFrame of one unit per partition, the biggest (most tiles) first.
+
+    Spark starts partitions in order, so long units do not come last and leave
+    cores idle; ``repartition()`` would deal units out unevenly, several to one task.
+    """
+    units = [u for u, _ in sorted(planned, key=lambda p: -p[1])]
+    return spark.createDataFrame(spark.sparkContext.parallelize(units, max(1, len(units))), schema=_UNIT_SCHEMA)
 
 
 class _DetectUDTF:
