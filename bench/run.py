@@ -41,14 +41,20 @@ def _best(fn, repeat=3):
 
 
 def _best_pair(fn, ref, repeat=5):
-    """Best times of ``fn`` and ``ref`` run alternately, so that both see the same machine (load, caches)."""
+    """Times of ``fn`` and ``ref`` run alternately, so that both see the same machine (load, caches).
+
+    Returns (time of fn, time of ref, ratio ref/fn): the times are medians, and
+    the ratio is the median of the ratios of each adjacent pair. These shared
+    machines speed up and slow down by 20 % from one second to the next; a
+    pair sees the same state, while the best of each side alone need not.
+    """
     got, want = [], []
     for _ in range(repeat):
         for f, out in ((ref, want), (fn, got)):
             t = time.perf_counter()
             f()
             out.append(time.perf_counter() - t)
-    return min(got), min(want)
+    return float(np.median(got)), float(np.median(want)), float(np.median(np.array(want) / np.array(got)))
 
 
 def _sparse_scene(path, size, bands=3, block=512, data_every=4):
@@ -132,10 +138,10 @@ def bench_io(tmp, quick):
             for i in range(len(t)):
                 sc.read(*t.tile(i), pad_to=512)
 
-    got, ref = _best_pair(ours, plain, 5)
+    got, ref, ratio = _best_pair(ours, plain, 5)
     mp = size * size / 1e6
-    return dict(name="io", value=mp / got, reference=mp / ref, unit="MP/s", ratio=ref / got, target=">= 0.8",
-                ok=ref / got >= 0.8, note=f"{size}x{size}x3 uint8 deflate, 512 px tiles, no overlap, 64 MB cache")
+    return dict(name="io", value=mp / got, reference=mp / ref, unit="MP/s", ratio=ratio, target=">= 0.8",
+                ok=ratio >= 0.8, note=f"{size}x{size}x3 uint8 deflate, 512 px tiles, no overlap, 64 MB cache")
 
 
 def bench_stitch(tmp, quick):
@@ -393,9 +399,9 @@ def bench_model(tmp, quick):
             for b in batches:
                 real_predict(b)
 
-        got, ref = _best_pair(pipeline, bare, 5)
+        got, ref, ratio = _best_pair(pipeline, bare, 5)
         rows.append(dict(name=f"model:{info.name}", value=n_tiles / got, reference=n_tiles / ref, unit="tiles/s",
-                         ratio=ref / got, target=">= 0.85", ok=ref / got >= 0.85,
+                         ratio=ratio, target=">= 0.85", ok=ratio >= 0.85,
                          note=f"{n_tiles} tiles of a {size}x{size} simulated {kind} scene"))
     if not rows:
         return dict(name="model", error="no detector with weights is installed")

@@ -235,10 +235,15 @@ class MaskMosaic:
                 out[4].append((top and miny <= r0) or (bottom and maxy >= r0 + h))
         return out
 
-    def polygons(self, strip_rows: int = 2048):
+    #: pixels per strip: bounds the memory of polygonising (accumulator + labels) whatever the scene's width
+    STRIP_PIXELS = 2**25
+
+    def polygons(self, strip_rows: int | None = None):
         """Polygons in grid pixels: (geometries, class_ids, scores)."""
         import shapely
 
+        if strip_rows is None:
+            strip_rows = max(256, min(2048, self.STRIP_PIXELS // max(1, self.width)))
         try:
             parts = [self._strip(r0, min(strip_rows, self.height - r0)) for r0 in range(0, self.height, strip_rows)]
         finally:

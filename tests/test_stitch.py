@@ -74,7 +74,7 @@ def test_mask_polygons_joined_across_strips(write_raster, monkeypatch):
     img[50:60, 60:100] = 255  # small block inside one strip
     path = write_raster(img)
     orig = stitch.MaskMosaic.polygons
-    monkeypatch.setattr(stitch.MaskMosaic, "polygons", lambda self, strip_rows=2048: orig(self, strip_rows=64))
+    monkeypatch.setattr(stitch.MaskMosaic, "polygons", lambda self, strip_rows=None: orig(self, strip_rows=64))
     dets = gd.detect(path, BrightMask, progress=False, crs_out="EPSG:32610")
     assert len(dets) == 2
     assert sorted(shapely.area(dets.geometry.values).round()) == [400.0, 280.0 * 20]
@@ -201,3 +201,18 @@ def test_component_outlines_same_in_boxes_and_whole_strip(monkeypatch, seed):
         assert whole[k].equals(boxes[k]), k
         assert whole[k].area == (lab == k + 1).sum()  # pixel count: nothing lost at box edges
         assert whole[k].bounds[1] >= 1000  # the strip's row offset is applied
+
+
+def test_strips_are_narrower_for_wide_scenes(monkeypatch):
+    """Strip height shrinks with scene width, so polygonising memory does not grow with a wide scene."""
+    from geodetect.stitch import MaskMosaic
+
+    calls = []
+    orig = MaskMosaic._strip
+    monkeypatch.setattr(MaskMosaic, "_strip", lambda self, r0, h: calls.append((r0, h)) or orig(self, r0, h))
+    m = MaskMosaic(1000, 700, 1, 0.5)
+    m.add(np.ones((700, 1000, 1), np.float32), np.ones((700, 1000), bool), (0, 0, 1000, 700), (0, 0, 1000, 700))
+    m.STRIP_PIXELS = 300 * 1000
+    polys, _, _ = m.polygons()
+    assert calls == [(0, 300), (300, 300), (600, 100)]
+    assert len(polys) == 1 and polys[0].area == 700 * 1000  # joined again across both strip borders
