@@ -212,8 +212,8 @@ class MaskMosaic:
             best = p.argmax(axis=0)
             pbest = np.take_along_axis(p, best[None], axis=0)[0]
             cls = np.where(pbest >= self.threshold, best + 1, 0).astype(np.uint8)
-        out = ([], [], [], [], [])
-        top, bottom = r0 > 0, r0 + h < self.height
+        pts, ring_len, ring_poly, labels, classes = [], [], [], [], []  # all outlines, built at once below
+        cnts, means = [], []
         if len(p) == 1:
             present = [1] if cls.any() else []
         else:
@@ -224,16 +224,26 @@ class MaskMosaic:
             idx = np.flatnonzero(on)  # statistics over the class's own pixels only: often a small part
             lab_on = lab.ravel()[idx]
             cnt = np.bincount(lab_on, minlength=n + 1)[1:].astype(np.float64)
-            mean = np.bincount(lab_on, weights=pbest.ravel()[idx], minlength=n + 1)[1:] / np.maximum(cnt, 1)
-            for k, g in _component_outlines(lab, on, n, r0):
-                geom = shapely.Polygon(g[0], g[1:])
-                miny, maxy = geom.bounds[1], geom.bounds[3]
-                out[0].append(geom)
-                out[1].append(int(c) - 1)
-                out[2].append(float(mean[k]))
-                out[3].append(float(cnt[k]))
-                out[4].append((top and miny <= r0) or (bottom and maxy >= r0 + h))
-        return out
+            offset = sum(len(x) for x in cnts)  # of this class's components in the concatenated statistics
+            cnts.append(cnt)
+            means.append(np.bincount(lab_on, weights=pbest.ravel()[idx], minlength=n + 1)[1:] / np.maximum(cnt, 1))
+            for k, rings in _component_outlines(lab, on, n, r0):
+                for ring in rings:
+                    pts.extend(ring)
+                    ring_len.append(len(ring))
+                    ring_poly.append(len(labels))
+                labels.append(offset + k)
+                classes.append(int(c) - 1)
+        if not labels:
+            empty = np.zeros(0)
+            return np.zeros(0, dtype=object), empty.astype(np.int64), empty, empty, empty.astype(bool)
+        rings = shapely.linearrings(np.asarray(pts, np.float64), indices=np.repeat(np.arange(len(ring_len)), ring_len))
+        geoms = shapely.polygons(rings, indices=np.asarray(ring_poly))
+        labels = np.asarray(labels)
+        bounds = shapely.bounds(geoms)
+        edge = ((r0 > 0) & (bounds[:, 1] <= r0)) | ((r0 + h < self.height) & (bounds[:, 3] >= r0 + h))
+        return (geoms, np.asarray(classes, np.int64), np.concatenate(means)[labels], np.concatenate(cnts)[labels],
+                edge)
 
     #: pixels per strip: bounds the memory of polygonising (accumulator + labels) whatever the scene's width
     STRIP_PIXELS = 2**25
@@ -248,8 +258,7 @@ class MaskMosaic:
             parts = [self._strip(r0, min(strip_rows, self.height - r0)) for r0 in range(0, self.height, strip_rows)]
         finally:
             self.cleanup()
-        geoms = np.array([g for p in parts for g in p[0]], dtype=object)
-        cids, scores, npix, edge = (np.asarray([v for p in parts for v in p[i]]) for i in range(1, 5))
+        geoms, cids, scores, npix, edge = (np.concatenate([p[i] for p in parts]) for i in range(5))
         if edge.any():
             geoms, cids, scores = _join_across_strips(geoms, cids, scores, npix, edge)
         if self.min_polygon_px and len(geoms):

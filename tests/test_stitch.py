@@ -216,3 +216,20 @@ def test_strips_are_narrower_for_wide_scenes(monkeypatch):
     polys, _, _ = m.polygons()
     assert calls == [(0, 300), (300, 300), (600, 100)]
     assert len(polys) == 1 and polys[0].area == 700 * 1000  # joined again across both strip borders
+
+
+def test_multi_class_mask_polygons_carry_their_class_and_mean_score():
+    from geodetect.stitch import MaskMosaic
+
+    p = np.zeros((60, 100, 3), np.float32)
+    p[..., 0] = 0.2                      # class 0 ("a") weak everywhere: below the threshold
+    p[5:25, 5:45, 1] = 0.9               # class 1: one block
+    p[5:25, 25:45, 1] = 0.7              #   with a weaker half: mean (0.9 + 0.7) / 2
+    p[30:50, 60:90, 2] = 0.8             # class 2: two blocks
+    p[52:58, 10:20, 2] = 0.6
+    m = MaskMosaic(100, 60, 3, 0.5)
+    m.add(p, np.ones((60, 100), bool), (0, 0, 100, 60), (0, 0, 100, 60))
+    geoms, cids, scores = m.polygons(strip_rows=16)  # strips cut both class 1 and class 2 blocks
+    got = sorted(zip(cids.tolist(), shapely.area(geoms).tolist(), scores.astype(float).tolist()))
+    assert [(c, a) for c, a, _ in got] == [(1, 800.0), (2, 60.0), (2, 600.0)]
+    assert [s for _, _, s in got] == pytest.approx([0.8, 0.6, 0.8], abs=1e-6)
