@@ -181,10 +181,18 @@ def _unit_frame(spark, planned):
     """The work units as a DataFrame of one unit per partition, the biggest (most tiles) first.
 
     Spark starts partitions in order, so long units do not come last and leave
-    cores idle; ``repartition()`` would deal units out unevenly, several to one task.
+    cores idle; ``repartition()`` would deal units out unevenly, several to one
+    task. The partitions come from ``spark.range`` (made in the JVM: no Python
+    worker is needed just to produce the unit rows) joined with the small unit table.
     """
+    from pyspark.sql import functions as F
+
     units = [u for u, _ in sorted(planned, key=lambda p: -p[1])]
-    return spark.createDataFrame(spark.sparkContext.parallelize(units, max(1, len(units))), schema=_UNIT_SCHEMA)
+    n = max(1, len(units))
+    table = spark.createDataFrame([(i, *u) for i, u in enumerate(units)], "_unit long, " + _UNIT_SCHEMA)
+    slots = spark.range(0, n, 1, numPartitions=n).withColumnRenamed("id", "_unit")
+    cols = [c.split()[0] for c in _UNIT_SCHEMA.split(", ")]
+    return slots.join(F.broadcast(table), "_unit").select(*cols)
 
 
 class _DetectUDTF:
