@@ -46,6 +46,22 @@ def check_detector(detector, *, n_tiles: int = 3, seed: int = 0) -> dict:
     return {"name": spec.name, "task": spec.task.name, "classes": spec.classes, "bands": spec.bands}
 
 
+def heavy_imports_of(module: str, heavy=("tensorflow", "keras", "torch")) -> list[str]:
+    """The ``heavy`` modules that importing ``module`` loads, in a fresh Python process.
+
+    Detector plugins must import their deep-learning framework in ``load()``,
+    never at import time: listing detectors imports every plugin module.
+    """
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print(' '.join(m for m in {tuple(heavy)!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise AssertionError(f"import {module} failed: {out.stderr.strip()[-500:]}")
+    return out.stdout.split()
+
+
 def check_weights_guarded(cls, weights, workdir, *, max_bytes: float | None = None) -> None:
     """Check that a weights-backed detector refuses a wrong hash and a tampered copy of its weights.
 
