@@ -208,16 +208,14 @@ class MaskMosaic:
         if len(p) == 1:  # one class: no argmax needed
             pbest = p[0]
             cls = (pbest >= self.threshold).view(np.uint8)  # threshold > 0: pixels without weight stay off
+            present = [1] if cls.any() else []
         else:
             best = p.argmax(axis=0)
             pbest = np.take_along_axis(p, best[None], axis=0)[0]
             cls = np.where(pbest >= self.threshold, best + 1, 0).astype(np.uint8)
+            present = np.flatnonzero(np.bincount(cls.ravel(), minlength=256)[1:]) + 1
         pts, ring_len, ring_poly, labels, classes = [], [], [], [], []  # all outlines, built at once below
         cnts, means = [], []
-        if len(p) == 1:
-            present = [1] if cls.any() else []
-        else:
-            present = np.flatnonzero(np.bincount(cls.ravel(), minlength=256)[1:]) + 1
         for c in present:
             on = cls.view(bool) if len(p) == 1 else cls == c
             lab, n = ndimage.label(on)
