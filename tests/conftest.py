@@ -2,8 +2,38 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+#: the real labelled imagery (../shared/data beside the checkout, or $GEODETECT_DATA); never committed
+REAL_DATA = Path(os.environ.get("GEODETECT_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+#: CI sets GEODETECT_REQUIRE_DATA=1: a missing data set then fails the test instead of skipping it
+REQUIRE_DATA = os.environ.get("GEODETECT_REQUIRE_DATA", "") not in ("", "0")
+
+
+def real_dataset(name: str) -> Path:
+    """The folder of one real data set (``sealions-noaa``, ``vehicles-kit-ais``, ``buildings-dubai``,
+    ``landuse-aid``); skips the test when it is absent (a user's clone), fails it under CI's switch."""
+    folder = REAL_DATA / name
+    if not folder.is_dir():
+        reason = (f"real data set {name!r} not found at {folder} (../shared/data beside the checkout, "
+                  "or set GEODETECT_DATA)")
+        if REQUIRE_DATA:
+            pytest.fail(f"GEODETECT_REQUIRE_DATA is set but {reason}", pytrace=False)
+        pytest.skip(reason)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tf():
+    """TensorFlow, a required dependency of the built-in detectors: imported plainly, so a broken
+    install fails the tests that need it instead of turning them into skips."""
+    import tensorflow
+
+    return tensorflow
 
 
 
