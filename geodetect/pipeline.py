@@ -197,6 +197,8 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
             crs=opts.crs,
             bounds=opts.bounds,
             scene_id=scene_id,
+            gsd_range=spec.gsd_range,
+            detector=spec.name,
         ) as scene:
             return _detect_scene(det, scene, opts.tile_size, opts.overlap, opts.batch_size, opts.crs_out,
                                  opts.progress, tile_rows)

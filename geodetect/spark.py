@@ -111,7 +111,7 @@ def _plan(scenes, detector, *, block_rows: int, **options) -> list[tuple[tuple, 
         try:
             with open_scene(path, bands=spec.bands, scaling=opts.scaling, band_override=opts.band_override,
                             gsd_m=spec.gsd_m, gsd_tolerance=opts.gsd_tolerance, crs=opts.crs, bounds=opts.bounds,
-                            scene_id=sid) as sc:
+                            scene_id=sid, gsd_range=spec.gsd_range, detector=spec.name) as sc:
                 nrow, ncol = Tiling(sc.width, sc.height, opts.tile_size, opts.overlap).shape
         except GeodetectError:
             units.append(((path, sid, 0, 0, 0), 0))

@@ -265,9 +265,11 @@ def _resolve_bands(ds, path: str, wanted: tuple, override) -> tuple[int, ...]:
         else:
             idx = int(b)
         if not 1 <= idx <= count:
+            hint = (f"; a single-band (panchromatic) image can be given as --bands {','.join(['1'] * len(wanted))}"
+                    if count == 1 and len(wanted) > 1 else "")
             raise BandError(
                 f"{path}: the detector needs band {idx} but the file has {count} band(s); "
-                f"choose bands with --bands"
+                f"choose bands with --bands{hint}"
             )
         out.append(idx)
     return tuple(out)
@@ -284,6 +286,8 @@ def open_scene(
     crs=None,
     bounds: tuple[float, float, float, float] | None = None,
     scene_id: str | None = None,
+    gsd_range: tuple[float, float] | None = None,
+    detector: str = "the detector",
 ) -> Scene:
     """Open a scene for reading by a detector.
 
@@ -293,6 +297,8 @@ def open_scene(
     bands : the detector's bands (indexes or names); ``band_override`` replaces or maps them.
     gsd_m : the detector's GSD; scenes off by more than ``gsd_tolerance`` (relative) are resampled.
     crs, bounds : placement for scenes without one (``crs`` alone for scenes with a geotransform).
+    gsd_range : (finest, coarsest) scene GSD in metres ``detector`` accepts; outside it the scene
+        is refused (:class:`GeoreferenceError`) before anything is read.
     """
     import rasterio
     from affine import Affine
@@ -337,12 +343,22 @@ def open_scene(
             raise GeoreferenceError(f"{path}: has no CRS; pass crs= (CLI: --crs EPSG:XXXX) if you know it")
         idx = _resolve_bands(ds, path, tuple(bands), band_override)
         width, height, factor = ds.width, ds.height, (1.0, 1.0)
-        if gsd_m is not None:
+        if gsd_m is not None or gsd_range is not None:
             cx, cy = transform @ (ds.width / 2, ds.height / 2)
             lat = None
             if src_crs.is_geographic:
                 lat = cy
             gx, gy = pixel_size_m(transform, src_crs, lat, center=None if lat is not None else (cx, cy))
+        if gsd_range is not None:
+            lo, hi = gsd_range
+            g = max(gx, gy)
+            if not (lo * (1 - gsd_tolerance) <= min(gx, gy) and g <= hi * (1 + gsd_tolerance)):
+                raise GeoreferenceError(
+                    f"{path}: pixels of {gx:.3g} x {gy:.3g} m are outside the {lo:g}-{hi:g} m {detector} "
+                    f"was trained for; it would invent or miss objects. Use imagery in that range, or fix "
+                    f"the placement (--bounds/--crs) if the pixel size is wrong"
+                )
+        if gsd_m is not None:
             if abs(gx / gsd_m - 1) > gsd_tolerance or abs(gy / gsd_m - 1) > gsd_tolerance:
                 width = max(1, int(round(ds.width * gx / gsd_m)))
                 height = max(1, int(round(ds.height * gy / gsd_m)))

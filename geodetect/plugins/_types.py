@@ -54,6 +54,10 @@ class DetectorSpec:
     tile_size : tile edge in pixels.
     overlap : pixels shared by neighbouring tiles (``0 <= overlap < tile_size``).
     gsd_m : native ground sample distance in metres; ``None`` accepts any.
+    gsd_range : ``(finest, coarsest)`` scene GSDs in metres the detector accepts (the host
+        resamples them to ``gsd_m``); a scene outside it is refused with a message, since
+        upsampling a coarse scene many times over makes a detector invent objects. ``None``
+        accepts any GSD.
     scaling : how raw pixel values become float32: ``"dtype"`` maps the dtype's
         range to 0..1 (uint8 / 255, uint16 / 65535; floats unchanged), ``"none"``
         keeps raw values, ``(lo, hi)`` maps ``lo..hi`` linearly to 0..1.
@@ -75,6 +79,7 @@ class DetectorSpec:
     tile_size: int = 256
     overlap: int = 32
     gsd_m: float | None = None
+    gsd_range: tuple[float, float] | None = None
     scaling: str | tuple[float, float] = "dtype"
     merge_radius_px: float = 4.0
     nms_iou: float = 0.5
@@ -122,6 +127,14 @@ class DetectorSpec:
             raise bad(f"need tile_size > overlap >= 0, got tile_size={self.tile_size}, overlap={self.overlap}")
         if self.gsd_m is not None and not (float(self.gsd_m) > 0):
             raise bad(f"gsd_m must be positive or None, got {self.gsd_m!r}")
+        if self.gsd_range is not None:
+            try:
+                lo, hi = (float(v) for v in self.gsd_range)
+            except (TypeError, ValueError):
+                raise bad(f"gsd_range must be (finest, coarsest) in metres, got {self.gsd_range!r}") from None
+            if not (0 < lo <= hi < float("inf")):
+                raise bad(f"gsd_range needs 0 < finest <= coarsest, got {self.gsd_range!r}")
+            object.__setattr__(self, "gsd_range", (lo, hi))
         validate_scaling(self.scaling, bad)
         if not (self.merge_radius_px >= 0):
             raise bad("merge_radius_px must be >= 0")
