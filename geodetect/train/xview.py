@@ -120,17 +120,6 @@ def read_xview_labels(path, classes: dict[int, str] | None = XVIEW_VEHICLES):
     return df
 
 
-def _clip_boxes(boxes: np.ndarray, x0: int, y0: int, size: int, min_visible: float):
-    """Boxes (K, 4) in image pixels -> (boxes in chip pixels clipped, keep mask)."""
-    b = boxes - np.array([x0, y0, x0, y0], np.float64)
-    c = np.clip(b, 0, size)
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    inside = np.clip(c[:, 2] - c[:, 0], 0, None) * np.clip(c[:, 3] - c[:, 1], 0, None)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        keep = (area > 0) & (inside / area >= min_visible)
-    return c, keep
-
-
 def cut_chips(image_path, labels, chip_size: int, overlap: int = 0, *, min_visible: float = 0.5,
               with_offsets: bool = False):
     """Yield ``(chip, boxes, type_ids)`` for overlapping chips of one xView image.
@@ -155,6 +144,7 @@ def cut_chips(image_path, labels, chip_size: int, overlap: int = 0, *, min_visib
     from rasterio.windows import Window
 
     from geodetect.io.tiling import Tiling
+    from geodetect.train.yolo import crop_boxes
 
     if not (chip_size > overlap >= 0):
         raise ConfigError(f"need chip_size > overlap >= 0, got chip_size={chip_size}, overlap={overlap}")
@@ -180,8 +170,8 @@ def cut_chips(image_path, labels, chip_size: int, overlap: int = 0, *, min_visib
             data = ds.read((1, 2, 3), window=Window(x0, y0, w, h))
             chip = np.zeros((chip_size, chip_size, 3), np.uint8)
             chip[:h, :w] = np.moveaxis(data, 0, -1).astype(np.uint8, copy=False)
-            c, keep = _clip_boxes(boxes, x0, y0, chip_size, min_visible)
+            c, keep = crop_boxes(boxes, x0, y0, x0 + chip_size, y0 + chip_size, min_visible)
             # clip to the image too (chips of small images are padded)
             c = np.minimum(c, np.array([w, h, w, h], np.float64))
-            item = (chip, c[keep], tids[keep])
+            item = (chip, c, tids[keep])
             yield item + ((x0, y0),) if with_offsets else item
