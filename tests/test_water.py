@@ -332,3 +332,24 @@ def test_segmenter_train_smoke(tmp_path):
                          capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert res.returncode == 0, res.stderr[-2000:]
     assert "step 1/1" in res.stdout and "sha256" in res.stdout and out.is_file()
+
+
+# ---------------------------------------------------------------- the experts' committed numbers
+
+def test_water_expert_numbers_are_what_the_script_measures(tmp_path):
+    """plugins/water_expert/eval.json (quoted in the READMEs) is reproduced by its script, within 0.005."""
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "plugins" / "water_expert"
+    committed = json.loads((folder / "eval.json").read_text())
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("water_expert_evaluate", folder / "evaluate.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fresh = mod.run(committed["scenes"], str(tmp_path))
+    for name in ("water-expert-sar", "water-expert-optical"):
+        for key in ("iou", "pixel_accuracy"):
+            assert abs(fresh[name][key] - committed[name][key]) < 0.005, (name, key, fresh[name][key])
+    assert committed["water-expert-sar"]["iou"] > 0.93 and committed["water-expert-optical"]["iou"] > 0.99
