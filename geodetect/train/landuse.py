@@ -2,7 +2,7 @@
 
 Two real layouts:
 
-* **folder per class** (EuroSAT, UC Merced Land Use): ``<root>/<class>/*.tif|png|jpg``.
+* **folder per class** (AID, EuroSAT, UC Merced Land Use): ``<root>/<class>/*.tif|png|jpg``.
   :func:`read_class_folders` lists the images with their class, optionally
   through a mapping from the dataset's folder names to ours (EuroSAT's
   ``Residential`` -> ``developed``, ``Forest`` -> ``forest``, ...; a folder
@@ -22,6 +22,14 @@ dwarf scrub), 31 barren, 71-74 herbaceous (grassland, sedge, lichens, moss).
 Open water (11), perennial ice/snow (12) and the wetlands (90, 95) are not
 among the seed's six classes: they map to ``None`` and their tiles are
 skipped (counted as ``unmapped``). Nodata (0) is treated the same way.
+
+AID (the real set in ``../shared/data/landuse-aid``: 15 of AID's 30 scene classes,
+200 images of 150 x 150 px each) is read by :func:`read_aid`: every image with its
+AID class, the seed class it maps to (:data:`AID_TO_LAND_USE`, ``None`` for the
+classes with no seed counterpart: water and mountains) and its split, fixed by
+the number in its file name (:func:`aid_split`). :func:`resample_like_host`
+resamples an image exactly as :func:`geodetect.detect` reads a placed scene
+(GDAL bilinear), so training sees what detection sees.
 
 Examples
 --------
@@ -43,11 +51,19 @@ __all__ = [
     "LAND_USE_CLASSES",
     "NLCD_TO_LAND_USE",
     "EUROSAT_TO_LAND_USE",
+    "AID_TO_LAND_USE",
+    "AID_SPLITS",
+    "AidImage",
     "LandUseDataError",
     "TileStats",
     "read_class_folders",
     "load_class_folder_tiles",
     "cut_labelled_tiles",
+    "file_number",
+    "aid_split",
+    "read_aid",
+    "read_image",
+    "resample_like_host",
 ]
 
 LAND_USE_CLASSES = ("developed", "cultivated", "forest", "shrub", "barren", "herbaceous")
@@ -70,6 +86,114 @@ EUROSAT_TO_LAND_USE: dict[str, str | None] = {
     "HerbaceousVegetation": "herbaceous", "Forest": "forest", "Highway": "developed",
     "Industrial": "developed", "Residential": "developed", "River": None, "SeaLake": None,
 }
+
+#: AID's 15 folders here -> the seed's six classes (NLCD sense); ``None``: no seed class.
+#: NLCD 31 "barren land (rock/sand/clay)" names beaches and sand dunes; water (NLCD 11) is not
+#: among the six; AID's Mountain scenes are forested or bare rock (forest or barren in NLCD
+#: terms, no single class). No AID class is shrub/scrub (NLCD 51-52).
+AID_TO_LAND_USE: dict[str, str | None] = {
+    "BareLand": "barren", "Beach": "barren", "Desert": "barren",
+    "Commercial": "developed", "DenseResidential": "developed", "Industrial": "developed",
+    "MediumResidential": "developed", "Parking": "developed", "SparseResidential": "developed",
+    "Farmland": "cultivated", "Forest": "forest", "Meadow": "herbaceous",
+    "Mountain": None, "Pond": None, "River": None,
+}
+
+#: the AID split, by file number n (1, 2, ...): in each block of 20 consecutive numbers the first
+#: 14 train, the next 3 validate, the last 3 test (70 / 15 / 15 %)
+AID_SPLITS = ("train", "val", "test")
+_BLOCK, _N_TRAIN, _N_VAL = 20, 14, 3
+
+
+def file_number(path) -> int:
+    """The number at the end of an image file's stem (``forest_17.jpg`` -> 17)."""
+    import re
+
+    m = re.search(r"(\d+)$", Path(os.fspath(path)).stem)
+    if m is None:
+        raise LandUseDataError(f"{path}: no number at the end of the file name (AID names are <class>_<n>.jpg)")
+    return int(m.group(1))
+
+
+def aid_split(number: int) -> str:
+    """``"train"``, ``"val"`` or ``"test"`` for AID file number ``number`` (see :data:`AID_SPLITS`)."""
+    k = (int(number) - 1) % _BLOCK
+    return "train" if k < _N_TRAIN else "val" if k < _N_TRAIN + _N_VAL else "test"
+
+
+@dataclass(frozen=True)
+class AidImage:
+    """One AID image: its file, AID class (folder), seed class (``None``: unmapped), number and split."""
+
+    path: Path
+    aid_class: str
+    land_use: str | None
+    number: int
+    split: str
+
+
+def read_aid(root, split: str | None = None, *, mapped_only: bool = False,
+             mapping: dict | None = None) -> list[AidImage]:
+    """The images of an AID-layout folder (one folder per AID class), by class and number.
+
+    ``split`` keeps one of :data:`AID_SPLITS`; ``mapped_only`` drops images whose class maps to
+    ``None``. A folder missing from ``mapping`` (default :data:`AID_TO_LAND_USE`) is an error.
+    """
+    mapping = AID_TO_LAND_USE if mapping is None else mapping
+    if split is not None and split not in AID_SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(AID_SPLITS)}, got {split!r}")
+    root = Path(os.fspath(root))
+    if not root.is_dir():
+        raise LandUseDataError(f"{root}: no such folder; give the AID root holding one folder per class")
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        if d.name not in mapping:
+            raise LandUseDataError(f"{d}: AID folder {d.name!r} has no entry in the mapping "
+                                   f"({', '.join(sorted(mapping))}); add it (None to skip)")
+        cls = mapping[d.name]
+        if cls is not None and cls not in LAND_USE_CLASSES:
+            raise ConfigError(f"mapping sends folder {d.name!r} to {cls!r}, which is not one of "
+                              f"{', '.join(LAND_USE_CLASSES)}")
+        if cls is None and mapped_only:
+            continue
+        files = [f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+        for f in sorted(files, key=file_number):
+            n = file_number(f)
+            s = aid_split(n)
+            if split is None or s == split:
+                out.append(AidImage(f, d.name, cls, n, s))
+    if not out:
+        raise LandUseDataError(f"{root}: no images (*{', *'.join(IMAGE_SUFFIXES)}) for split {split!r}")
+    return out
+
+
+def read_image(path) -> np.ndarray:
+    """An image file (JPEG, PNG, GeoTIFF) as uint8 RGB (H, W, 3); one band is repeated three times."""
+    return np.clip(np.rint(_read_rgb(Path(os.fspath(path)))), 0, 255).astype(np.uint8)
+
+
+def resample_like_host(image: np.ndarray, size: int, window: tuple[float, float, float, float] | None = None
+                       ) -> np.ndarray:
+    """``image`` (H, W, C) uint8, or the ``window`` (col_off, row_off, width, height) of it, resampled to
+    ``size`` x ``size`` as float32 on 0..1 by GDAL bilinear: the read :func:`geodetect.detect` makes of a
+    placed scene whose extent is one tile."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.io import MemoryFile
+    from rasterio.windows import Window
+
+    a = np.asarray(image)
+    h, w, c = a.shape
+    win = Window(0, 0, w, h) if window is None else Window(*window)
+    from rasterio.transform import from_origin
+
+    # a placed image (any metric grid: only the pixels count here), so GDAL has a geotransform
+    with MemoryFile() as mem, mem.open(driver="GTiff", width=w, height=h, count=c, dtype=a.dtype,
+                                       transform=from_origin(0.0, float(h), 1.0, 1.0)) as ds:
+        ds.write(np.moveaxis(a, -1, 0))
+        out = ds.read(window=win, out_shape=(c, size, size), resampling=Resampling.bilinear)
+    scale = {"uint8": 255.0, "uint16": 65535.0}.get(str(a.dtype), 1.0)
+    return np.moveaxis(out, 0, -1).astype(np.float32) / scale
 
 
 class LandUseDataError(GeodetectError, ValueError):

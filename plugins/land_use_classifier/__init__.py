@@ -1,11 +1,17 @@
-"""land-use-classifier: one of six land-use classes per 224 x 224 m tile of 1 m RGB imagery.
+"""land-use-classifier: one of six land-use classes per 1.2 x 1.2 km tile of RGB imagery.
 
 The six NLCD-derived classes of the land-use seed (``developed, cultivated,
 forest, shrub, barren, herbaceous``) or, with ``LandUseClassifier(grouping="three-class")``,
 the seed's three groups (``developed, cultivated, undeveloped``; probabilities
 summed per group). Transfer learning: an EfficientNet-Lite0 backbone carrying
 the real ImageNet weights (converted by ``scripts/convert_efficientnet_lite0.py``)
-and a softmax head trained on simulated scenes (``train.py``; see MODEL_CARD.md).
+and a softmax head trained on the real AID aerial scenes (``train.py``; see MODEL_CARD.md).
+No AID class is shrub: the model never learnt it.
+
+Scale: an AID image (150 px) is one tile. Unreferenced AID-like images are placed
+at :data:`PLACEMENT_GSD_M` (8 m: 150 px = 1,200 m); the model works at
+``spec.gsd_m`` = 1,200 m / 224 px (5.36 m), so a 224 px tile covers 1,200 m of
+any scene, which the host resamples to that GSD. Scenes of 0.5-10 m pixels are accepted.
 
 Tiles do not overlap, so two runs over the same grid give footprints that
 line up exactly (what :func:`geodetect.change` compares).
@@ -22,7 +28,7 @@ import numpy as np
 from geodetect.errors import ConfigError
 from geodetect.plugins import Detector, DetectorSpec, Labels, Task
 
-__all__ = ["LandUseClassifier", "CLASSES", "GROUPS", "THREE_CLASS", "WEIGHTS"]
+__all__ = ["LandUseClassifier", "CLASSES", "GROUPS", "THREE_CLASS", "WEIGHTS", "PLACEMENT_GSD_M", "TILE_M"]
 
 CLASSES = ("developed", "cultivated", "forest", "shrub", "barren", "herbaceous")
 GROUPS = ("developed", "cultivated", "undeveloped")
@@ -35,24 +41,29 @@ THREE_CLASS = {
     "barren": "undeveloped",
     "herbaceous": "undeveloped",
 }
+#: the GSD at which an unreferenced 150 px AID image is placed (the middle, geometrically, of AID's 2-32 m)
+PLACEMENT_GSD_M = 8.0
+#: ground covered by one tile: one placed AID image
+TILE_M = PLACEMENT_GSD_M * 150
 WEIGHTS = Path(__file__).resolve().parent / "land_use_classifier.keras"
-WEIGHTS_SHA256 = "f5fbfc31e9da828f6ec23ee75566cff71da1ff23713724f3326801fa1b40252f"
+WEIGHTS_SHA256 = "b0fe956ab157a31b983b049933b0193b6eb5789508a0d8999fe9e00d4b24e096"
 
 _SPEC = dict(
     name="land-use-classifier",
-    version="0.1.0",
+    version="0.2.0",
     task=Task.CLASSIFICATION,
     bands=(1, 2, 3),
     tile_size=224,
     overlap=0,
-    gsd_m=1.0,
+    gsd_m=TILE_M / 224,
+    gsd_range=(0.5, 10.0),
     licence="Apache-2.0",
     weights_sha256=WEIGHTS_SHA256,
 )
 
 
 class LandUseClassifier(Detector):
-    """Land use per 224 m tile: EfficientNet-Lite0 (ImageNet) + a head trained on simulated scenes.
+    """Land use per 1.2 km tile: EfficientNet-Lite0 (ImageNet) + a head trained on real AID scenes.
 
     Parameters
     ----------
@@ -62,8 +73,8 @@ class LandUseClassifier(Detector):
 
     spec = DetectorSpec(
         classes=CLASSES,
-        description="six NLCD-derived land-use classes per 224 m tile of 1 m RGB: EfficientNet-Lite0 "
-                    "(ImageNet) fine-tuned on simulated scenes",
+        description="six NLCD-derived land-use classes per 1.2 km tile of 0.5-10 m RGB (224 px at 5.36 m): "
+                    "EfficientNet-Lite0 (ImageNet) with a head trained on real AID scenes (no shrub example)",
         extra={"groupings": {"three-class": THREE_CLASS}},
         **_SPEC,
     )
@@ -78,8 +89,8 @@ class LandUseClassifier(Detector):
         if grouping == "three-class":
             self.spec = DetectorSpec(
                 classes=GROUPS,
-                description="land use in three groups (developed, cultivated, undeveloped) per 224 m tile of 1 m RGB: "
-                            "the six-class model's probabilities summed per group",
+                description="land use in three groups (developed, cultivated, undeveloped) per 1.2 km tile of "
+                            "0.5-10 m RGB: the six-class model's probabilities summed per group",
                 extra={"grouping": THREE_CLASS},
                 **_SPEC,
             )

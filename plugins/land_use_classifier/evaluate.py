@@ -1,142 +1,285 @@
-"""Evaluate the land-use classifier on simulated scenes it never saw; print the model card's numbers.
+"""Evaluate the land-use classifier on the real AID split it never trained on; write the model card's JSON.
 
-Scenes: simulator seeds 1..N (training uses 10000+, validation 20000+),
-1344 x 1344 px at 1 m (36 tiles of 224 px each), in five UTM zones. Two sets:
+Every image of the split is placed (:func:`geodetect.train.placement.write_placed`)
+as a GeoTIFF at ``PLACEMENT_GSD_M`` (8 m: 150 px = 1,200 m, one tile of the
+detector) and run through :func:`geodetect.detect`, scenes in, detections out:
 
-* ``grid``: zones aligned to the 224-px tile grid (every tile's label unambiguous) — the target set;
-* ``irregular``: wobbly Voronoi zones (tiles straddle zones; the truth is the class at the tile centre).
+* six classes: ``LandUseClassifier()``, the tile's class against the AID
+  image's seed class (:data:`geodetect.train.landuse.AID_TO_LAND_USE`);
+* three classes, two ways: the plugin's ``grouping="three-class"`` (group
+  probabilities summed, what ``-O grouping=three-class`` gives), and the
+  six-class label mapped through the grouping (what ``geodetect evaluate
+  --grouping three-class`` scores);
+* unmapped AID classes (Mountain, Pond, River): what the model calls them;
+* robustness (test split): the same images as one grey band repeated three
+  times (a panchromatic scene), and placed at 10 m instead of 8 (1.25 x the
+  ground: the host reads 280 px, 2 x 2 overlapping tiles; the image's label is
+  the tiles' majority);
+* the quality-test subset (test images numbered 20, 40, ..., 200; what
+  ``tests/test_landuse_real.py`` checks);
+* speed: gd.detect over one placed mosaic of test images vs the bare compiled model on the same tiles.
 
-Each scene is written with its ``<stem>_truth.geojson`` beside it and scored by
-:func:`geodetect.evaluate.evaluate` (the code behind ``geodetect evaluate``):
-detections come from :func:`geodetect.detect`, each tile footprint is scored
-against the truth class at its centre, six-class and with the seed's
-three-class grouping.
-
-    python plugins/land_use_classifier/evaluate.py [--scenes 10] [--threads 1]
+    python plugins/land_use_classifier/evaluate.py [--data ../shared/data/landuse-aid] [--out eval_real.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
+import json
 import os
+import platform
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
-#: (CRS, centre lon/lat) of the evaluation scenes, cycled
-PLACES = [
-    ("EPSG:32619", (-71.35, 42.45)),    # Middlesex County, MA (the seed's study area)
-    ("EPSG:32615", (-93.6, 41.6)),      # Iowa
-    ("EPSG:32613", (-104.9, 39.7)),     # Colorado
-    ("EPSG:32610", (-121.5, 38.5)),     # California
-    ("EPSG:32617", (-81.4, 28.5)),      # Florida
-]
-EVAL_SEED0 = 1
+ROOT = HERE.parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "landuse-aid"
+DEFAULT_OUT = HERE / "eval_real.json"
+#: placement GSD of the scale-robustness check: 1.25 x the declared 8 m
+SCALE_GSD_M = 10.0
 
 
 def load_plugin():
-    name = "geodetect_plugins.land_use_classifier"
-    return importlib.import_module(name)
+    return importlib.import_module("geodetect_plugins.land_use_classifier")
 
 
-def write_eval_scenes(folder: Path, n: int, layout: str) -> list:
-    from geodetect.simulate import make_scene
-
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for k in range(n):
-        seed = EVAL_SEED0 + k
-        crs, centre = PLACES[k % len(PLACES)]
-        kw = dict(layout=layout, zone_px=224 if layout == "grid" else 320)
-        s = make_scene(folder / f"landuse_{layout}_{seed}.tif", kind="land-use", crs=crs, center=centre,
-                       size=(1344, 1344), seed=seed, epoch=k % 2, **kw)
-        s.truth.to_file(folder / f"landuse_{layout}_{seed}_truth.geojson", driver="GeoJSON")
-        out.append(s)
-    return out
+def quality_subset(items):
+    """The fixed subset the real-data quality test runs on: test images numbered 20, 40, ..., 200."""
+    return [it for it in items if it.number % 20 == 0]
 
 
-def purity_breakdown(det, folder: Path, grouping: dict, cut: float = 0.8) -> dict:
-    """Accuracy of tiles whose centre class covers >= ``cut`` of the tile ("pure") and of the others ("mixed").
+def detect_labels(det, images: dict, workdir: Path, gsd_m: float) -> dict:
+    """``{key: label}`` for uint8 images placed at ``gsd_m`` and run through gd.detect (one call, all scenes).
 
-    Uses the same rule as :func:`geodetect.evaluate.evaluate` (truth = the class at the tile centre);
-    purity is the share of the footprint's area inside the zones of that class (in the scene's UTM zone).
+    An image read as several tiles gets its tiles' majority label (ties: the higher summed score).
     """
-    import geopandas as gpd
-    import numpy as np
-
     import geodetect as gd
+    from geodetect.train.placement import write_placed
 
-    rows = []
-    for scene in sorted(folder.glob("*.tif")):
-        dets = gd.detect(str(scene), det, progress=False)
-        truth = gpd.read_file(scene.with_name(scene.stem + "_truth.geojson"))
-        utm = dets.estimate_utm_crs()
-        d, t = dets.to_crs(utm), truth.to_crs(utm)
-        for geom, pred in zip(d.geometry, d.class_name):
-            centre = geom.centroid
-            true = t.class_name[t.contains(centre)]
-            if len(true) == 0:
-                continue
-            true = true.iloc[0]
-            share = t[t.class_name == true].intersection(geom).area.sum() / geom.area
-            rows.append((share, pred == true, grouping[pred] == grouping[true]))
-    a = np.array(rows, float).reshape(-1, 3)
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = [write_placed(img, workdir / f"{key}.tif", gsd_m) for key, img in images.items()]
+    dets = gd.detect([str(p) for p in paths], det, progress=False)
     out = {}
-    for name, m in (("pure", a[:, 0] >= cut), ("mixed", a[:, 0] < cut)):
-        out[name] = {"tiles": int(m.sum()), "accuracy": float(a[m, 1].mean()) if m.any() else float("nan"),
-                     "accuracy_three": float(a[m, 2].mean()) if m.any() else float("nan")}
-    out["cut"] = cut
+    for key, g in dets.groupby("scene_id"):
+        votes = Counter(g.class_name)
+        score = g.groupby("class_name").score.sum()
+        out[key] = max(votes, key=lambda c: (votes[c], score[c]))
+    for p in paths:
+        p.unlink()
+    missing = set(images) - set(out)
+    if missing:
+        raise RuntimeError(f"gd.detect returned no label for {sorted(missing)[:3]}")
     return out
 
 
-def evaluate(n_scenes: int = 10, layouts=("grid", "irregular"), threads: int = 1) -> dict:
-    from geodetect.evaluate import evaluate as gd_evaluate
-    from geodetect.plugins.weights import configure_tensorflow
+def scores(truth, pred, classes) -> dict:
+    """Accuracy, per-class recall, balanced accuracy and confusion matrix (rows truth, columns predicted)."""
+    t = np.array([classes.index(c) for c in truth])
+    p = np.array([classes.index(c) for c in pred])
+    conf = np.zeros((len(classes), len(classes)), int)
+    np.add.at(conf, (t, p), 1)
+    recall = {c: float(conf[k, k] / conf[k].sum()) for k, c in enumerate(classes) if conf[k].sum()}
+    return {"images": int(len(t)), "accuracy": float((t == p).mean()) if len(t) else float("nan"),
+            "balanced_accuracy": float(np.mean(list(recall.values()))) if recall else float("nan"),
+            "recall": recall, "classes": list(classes), "confusion": conf.tolist()}
+
+
+def evaluate_items(mod, det6, det3, items, workdir: Path, *, gsd_m: float, grey: bool = False) -> dict:
+    """Six- and three-class scores of AID ``items`` placed at ``gsd_m`` (``grey``: one band repeated)."""
+    from geodetect.train.landuse import read_image
+
+    images = {}
+    for it in items:
+        img = read_image(it.path)
+        if grey:
+            img = np.repeat(np.rint(img @ np.array([0.299, 0.587, 0.114]))[..., None], 3, axis=-1).astype(np.uint8)
+        images[f"{it.aid_class}_{it.number}"] = img
+    six = detect_labels(det6, images, workdir / "six", gsd_m)
+    three = detect_labels(det3, images, workdir / "three", gsd_m)
+    keys = list(images)
+    mapped = [(k, it) for k, it in zip(keys, items) if it.land_use is not None]
+    res = {
+        "six": scores([it.land_use for _, it in mapped], [six[k] for k, _ in mapped], list(mod.CLASSES)),
+        "three": scores([mod.THREE_CLASS[it.land_use] for _, it in mapped], [three[k] for k, _ in mapped],
+                        list(mod.GROUPS)),
+        "three_label_mapped": scores([mod.THREE_CLASS[it.land_use] for _, it in mapped],
+                                     [mod.THREE_CLASS[six[k]] for k, _ in mapped], list(mod.GROUPS)),
+    }
+    per_aid: dict = {}
+    for k, it in zip(keys, items):
+        d = per_aid.setdefault(it.aid_class, {"seed_class": it.land_use, "images": 0, "predicted": Counter()})
+        d["images"] += 1
+        d["predicted"][six[k]] += 1
+    for d in per_aid.values():
+        d["predicted"] = dict(sorted(d["predicted"].items()))
+        if d["seed_class"] is not None:
+            d["accuracy"] = d["predicted"].get(d["seed_class"], 0) / d["images"]
+    res["per_aid_class"] = per_aid
+    return res
+
+
+def speed(mod, det6, items, workdir: Path, n_side: int = 12, repeats: int = 3) -> dict:
+    """tiles/s and Mpx/s of gd.detect over one placed mosaic of n_side x n_side test images, and of the bare
+    compiled model on the same tiles (best of ``repeats``)."""
+    import geodetect as gd
+    from geodetect.train.landuse import read_image
+    from geodetect.train.placement import write_placed
+
+    imgs = [read_image(it.path) for it in items[: n_side * n_side]]
+    n_side = int(np.sqrt(len(imgs)))
+    rows = [np.concatenate(imgs[r * n_side:(r + 1) * n_side], axis=1) for r in range(n_side)]
+    path = write_placed(np.concatenate(rows, axis=0), workdir / "mosaic.tif", mod.PLACEMENT_GSD_M)
+    batches = []
+    real = det6.predict
+
+    def spy(tiles):
+        batches.append(np.array(tiles))
+        return real(tiles)
+
+    det6.predict = spy
+    try:
+        gd.detect(str(path), det6, progress=False)
+    finally:
+        del det6.predict
+    n = sum(len(b) for b in batches)
+    best_p = best_b = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        gd.detect(str(path), det6, progress=False)
+        best_p = min(best_p, time.perf_counter() - t)
+        t = time.perf_counter()
+        for b in batches:
+            det6.predict(b)
+        best_b = min(best_b, time.perf_counter() - t)
+    px = 224 * 224 / 1e6
+    return {"tiles": n, "gd_detect_tiles_per_s": n / best_p, "gd_detect_mpx_per_s": n * px / best_p,
+            "gd_detect_km2_per_s": n * (mod.TILE_M / 1e3) ** 2 / best_p, "bare_model_tiles_per_s": n / best_b,
+            "ratio": best_b / best_p, "threads": 1, "cpu_count": os.cpu_count(),
+            "note": "one TensorFlow thread; best of %d; machine shared with other jobs" % repeats}
+
+
+def evaluate(data: Path, *, threads: int = 1, robustness: bool = True, with_speed: bool = True) -> dict:
+    from geodetect.plugins.weights import configure_tensorflow, sha256_of
+    from geodetect.train.landuse import AID_TO_LAND_USE, read_aid
 
     configure_tensorflow(threads)
     mod = load_plugin()
-    det = mod.LandUseClassifier()
-    det.ensure_loaded()
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="landuse-eval-") as wd:
-        for layout in layouts:
-            folder = Path(wd) / layout
-            write_eval_scenes(folder, n_scenes, layout)
-            t0 = time.perf_counter()
-            six = gd_evaluate(det, folder)
-            elapsed = time.perf_counter() - t0
-            three = gd_evaluate(det, folder, grouping="three-class")
-            results[layout] = {"six": six, "three": three, "seconds": elapsed}
-            if layout == "irregular":
-                results[layout]["purity"] = purity_breakdown(det, folder, mod.THREE_CLASS)
-    return results
+    det6, det3 = mod.LandUseClassifier(), mod.LandUseClassifier(grouping="three-class")
+    det6.ensure_loaded()
+    det3.ensure_loaded()
+    t0 = time.time()
+    out = {
+        "detector": det6.spec.name, "version": det6.spec.version, "weights_sha256": sha256_of(mod.WEIGHTS),
+        "data": "AID (15 of 30 classes, first 200 images each, 150 x 150 px) at " + str(data),
+        "split_rule": "by file number n: (n - 1) % 20 in 0..13 train, 14..16 val, 17..19 test",
+        "aid_to_seed": AID_TO_LAND_USE,
+        "placement_gsd_m": mod.PLACEMENT_GSD_M, "spec_gsd_m": det6.spec.gsd_m, "tile_size": det6.spec.tile_size,
+        "gsd_range": list(det6.spec.gsd_range), "python": platform.python_version(),
+    }
+    with tempfile.TemporaryDirectory(prefix="landuse-real-eval-") as wd:
+        wd = Path(wd)
+        for split in ("val", "test"):
+            items = read_aid(data, split)
+            out[split] = evaluate_items(mod, det6, det3, items, wd / split, gsd_m=mod.PLACEMENT_GSD_M)
+            print(f"{split}: six-class accuracy {out[split]['six']['accuracy']:.3f}, three-class "
+                  f"{out[split]['three']['accuracy']:.3f} ({out[split]['six']['images']} images)", flush=True)
+        test = read_aid(data, "test")
+        sub = quality_subset(test)
+        q = evaluate_items(mod, det6, det3, sub, wd / "subset", gsd_m=mod.PLACEMENT_GSD_M)
+        out["test_quality_subset"] = {"rule": "test images numbered 20, 40, ..., 200", "six": q["six"],
+                                      "three": q["three"]}
+        if robustness:
+            mapped = [it for it in test if it.land_use is not None]
+            for name, kw in (("test_grey", dict(gsd_m=mod.PLACEMENT_GSD_M, grey=True)),
+                             ("test_at_10m", dict(gsd_m=SCALE_GSD_M))):
+                r = evaluate_items(mod, det6, det3, mapped, wd / name, **kw)
+                out[name] = {"six": r["six"], "three": r["three"]}
+                print(f"{name}: six-class accuracy {r['six']['accuracy']:.3f}, three-class {r['three']['accuracy']:.3f}",
+                      flush=True)
+        if with_speed:
+            out["speed"] = speed(mod, det6, test, wd)
+    out["seconds"] = round(time.time() - t0, 1)
+    return out
+
+
+def _conf_md(r: dict) -> list[str]:
+    cls = r["classes"]
+    lines = ["| truth \\ predicted | " + " | ".join(cls) + " | recall |", "| --- |" + " ---: |" * (len(cls) + 1)]
+    for c, row in zip(cls, r["confusion"]):
+        if sum(row):
+            rec = r["recall"].get(c)
+            lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + f" | {rec:.3f} |")
+    return lines
+
+
+def markdown(res: dict) -> str:
+    """The model card's tables, from the JSON (so every number in the card comes from it)."""
+    L = ["| split | images | six classes: accuracy (balanced) | three classes: accuracy (balanced) | "
+         "three classes, label mapped |", "| --- | ---: | ---: | ---: | ---: |"]
+    rows = [("validation", res["val"]), ("test", res["test"]), ("test subset (quality test)", res["test_quality_subset"])]
+    rows += [(k, res[k]) for k in ("test_grey", "test_at_10m") if k in res]
+    for name, r in rows:
+        tm = r.get("three_label_mapped")
+        L.append(f"| {name} | {r['six']['images']} | {r['six']['accuracy']:.3f} ({r['six']['balanced_accuracy']:.3f}) | "
+                 f"{r['three']['accuracy']:.3f} ({r['three']['balanced_accuracy']:.3f}) | "
+                 + (f"{tm['accuracy']:.3f} |" if tm else "— |"))
+    for split in ("test", "val"):
+        L += ["", f"Confusion, {split} split, six classes (rows: truth; shrub has no AID image):", ""]
+        L += _conf_md(res[split]["six"])
+        L += ["", f"Confusion, {split} split, three classes (plugin grouping, probabilities summed):", ""]
+        L += _conf_md(res[split]["three"])
+    L += ["", "Test split by AID class (what the six-class model calls each):", "",
+          "| AID class | seed class | images | predicted | accuracy |", "| --- | --- | ---: | --- | ---: |"]
+    for aid, d in sorted(res["test"]["per_aid_class"].items()):
+        pred = ", ".join(f"{c} {n}" for c, n in sorted(d["predicted"].items(), key=lambda kv: -kv[1]))
+        acc = f"{d['accuracy']:.3f}" if "accuracy" in d else "—"
+        L.append(f"| {aid} | {d['seed_class'] or '(none)'} | {d['images']} | {pred} | {acc} |")
+    if "speed" in res:
+        s = res["speed"]
+        L += ["", f"Speed: gd.detect {s['gd_detect_tiles_per_s']:.1f} tiles/s = {s['gd_detect_mpx_per_s']:.2f} Mpx/s "
+                  f"(224 px tiles at the model's GSD) = {s['gd_detect_km2_per_s']:.0f} km²/s; bare compiled model "
+                  f"{s['bare_model_tiles_per_s']:.1f} tiles/s on the same {s['tiles']} tiles; ratio {s['ratio']:.2f} "
+                  f"({s['note']})."]
+    return "\n".join(L)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scenes", type=int, default=10)
-    p.add_argument("--layouts", default="grid,irregular")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="AID-layout folder (default ../shared/data/landuse-aid)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON to write (default eval_real.json beside this script)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-robustness", action="store_true")
+    p.add_argument("--no-speed", action="store_true")
+    p.add_argument("--markdown", type=Path, default=None, metavar="JSON",
+                   help="only print the model card's tables from an earlier run's JSON")
     a = p.parse_args(argv)
+    if a.markdown is not None:
+        print(markdown(json.loads(a.markdown.read_text())))
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    res = evaluate(a.scenes, tuple(a.layouts.split(",")), a.threads)
-    for layout, r in res.items():
-        print(f"=== {a.scenes} unseen simulated scenes, {layout} zones (seeds {EVAL_SEED0}..{EVAL_SEED0 + a.scenes - 1}); "
-              f"scored in {r['seconds']:.0f} s ===")
-        print("--- six classes ---")
-        print(r["six"].to_text())
-        print("--- three classes (developed, cultivated, undeveloped) ---")
-        print(r["three"].to_text())
-        if "purity" in r:
-            pb = r["purity"]
-            for k in ("pure", "mixed"):
-                print(f"{k} tiles (centre class covers {'>=' if k == 'pure' else '<'} {pb['cut']:.0%} of the tile): "
-                      f"{pb[k]['tiles']}, accuracy {pb[k]['accuracy']:.3f} six-class, "
-                      f"{pb[k]['accuracy_three']:.3f} three-class")
+    res = evaluate(a.data, threads=a.threads, robustness=not a.no_robustness, with_speed=not a.no_speed)
+    a.out.write_text(json.dumps(res, indent=1, sort_keys=False) + "\n")
+    for split in ("val", "test"):
+        for k in ("six", "three"):
+            r = res[split][k]
+            print(f"--- {split}, {k} classes: accuracy {r['accuracy']:.3f}, balanced {r['balanced_accuracy']:.3f} "
+                  f"({r['images']} images) ---")
+            w = max(len(c) for c in r["classes"])
+            print(" " * w + " " + " ".join(f"{c[:6]:>6}" for c in r["classes"]))
+            for c, row in zip(r["classes"], r["confusion"]):
+                print(f"{c:>{w}} " + " ".join(f"{v:6d}" for v in row))
+    if "speed" in res:
+        s = res["speed"]
+        print(f"speed: gd.detect {s['gd_detect_tiles_per_s']:.1f} tiles/s ({s['gd_detect_mpx_per_s']:.2f} Mpx/s), "
+              f"bare model {s['bare_model_tiles_per_s']:.1f} tiles/s, ratio {s['ratio']:.2f}")
+    print(markdown(res))
+    print(f"wrote {a.out}")
     return 0
 
 

