@@ -171,3 +171,135 @@ def test_file_formats(tmp_path):
     assert read_train_csv(tmp_path / "ok.csv").loc["10"].tolist() == [1, 0, 2, 0, 5]
     with pytest.raises(ConfigError, match="Train"):
         load_kaggle_train(tmp_path)
+
+
+# ----------------------------------------------------------------------------- dotted-only photographs
+
+
+def _rock(rng):
+    """A rock-like photograph: grey texture whose channels move together (as real ones do; the colour
+    noise of ``_photo``, independent per channel, makes saturated blue and green specks that real rock,
+    sea and surf do not have), slightly tinted, tan animals, JPEG-like fine noise."""
+    base = ndimage.gaussian_filter(rng.normal(0, 1, (H, W)), 3)
+    grey = 110 + 40 * base / base.std()
+    img = grey[..., None] * np.array([1.0, 0.97, 0.93]) + rng.normal(0, 4, (H, W, 3))
+    yy, xx = np.mgrid[0:H, 0:W]
+    for _ in range(12):
+        y, x = rng.uniform(0, H), rng.uniform(0, W)
+        img[((xx - x) / 14) ** 2 + ((yy - y) / 6) ** 2 < 1] = (170, 135, 105)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def dotted_only(tmp_path_factory):
+    """(folder, truth): Train/0.jpg + TrainDotted/0.jpg and TrainDotted/1.jpg only (JPEG quality 95)."""
+    root = tmp_path_factory.mktemp("dotted")
+    rng = np.random.default_rng(7)
+    truth = {}
+    for tid in ("0", "1"):
+        plain = _rock(rng)
+        dotted = plain.copy()
+        dots = _layout(rng, 15)
+        for x, y, c in dots:
+            _dot(dotted, x, y, DOT_RGB[c])
+        if tid == "0":
+            _write_jpeg(root / "Train" / "0.jpg", plain)
+        _write_jpeg(root / "TrainDotted" / f"{tid}.jpg", dotted)
+        truth[tid] = (plain, dots)
+    return root, truth
+
+
+def test_find_dots_alone_matches_the_pair(dotted_only):
+    """Without the plain copy the dots are found by colour: same places and classes as from the pair."""
+    from geodetect.train.kaggle_dotted import find_dots_alone
+
+    root, truth = dotted_only
+    dotted = read_rgb(root / "TrainDotted" / "0.jpg")
+    d = find_dots_alone(dotted)
+    pair = find_dots(read_rgb(root / "Train" / "0.jpg"), dotted)
+    true_xy = np.array([(x, y) for x, y, _ in truth["0"][1]])
+    assert len(d) == len(pair) == len(true_xy)
+    dist, idx = cKDTree(d[["x", "y"]].to_numpy()).query(true_xy)
+    assert dist.max() < 1.0 and len(set(idx)) == len(true_xy)
+    assert d["class_name"].to_numpy()[idx].tolist() == [c for _, _, c in truth["0"][1]]
+
+
+def test_find_dots_alone_ignores_brown_areas_and_speckle():
+    """A brown animal (a large area near the brown dot colour) and single odd pixels are not dots."""
+    from geodetect.train.kaggle_dotted import find_dots_alone
+
+    rng = np.random.default_rng(3)
+    img = _rock(rng)
+    yy, xx = np.mgrid[0:H, 0:W]
+    img[((xx - 100) / 30) ** 2 + ((yy - 100) / 12) ** 2 < 1] = (95, 50, 18)  # brown body, 60 x 24 px
+    img[50, 250] = DOT_RGB["adult_males"]
+    img[60, 260] = DOT_RGB["pups"]
+    noisy = np.clip(img.astype(int) + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
+    assert len(find_dots_alone(noisy)) == 0
+    _dot(noisy, 200.0, 180.0, DOT_RGB["adult_females"])
+    d = find_dots_alone(noisy)
+    assert d["class_name"].tolist() == ["adult_females"]
+    assert abs(d.x[0] - 200) < 1 and abs(d.y[0] - 180) < 1
+
+
+def test_paint_dots_leaves_no_dot_colour(dotted_only, tmp_path):
+    """After painting the dot colour cannot be found at the dots (nor the dots at all), and the
+    painted discs take the values of their surroundings."""
+    from geodetect.train.kaggle_dotted import dot_colour_left, find_dots_alone, paint_dots
+
+    root, truth = dotted_only
+    plain, dotted = read_rgb(root / "Train" / "0.jpg"), read_rgb(root / "TrainDotted" / "0.jpg")
+    dots = find_dots_alone(dotted)
+    assert (dot_colour_left(dotted, dots) < 40).all()  # before: every dot's colour is there
+    painted = paint_dots(dotted, dots[["x", "y"]].to_numpy(), radius=R)
+    left = dot_colour_left(painted, dots)
+    assert left.min() > 60, f"dot colour still within {left.min():.0f} of a reference"
+    assert len(find_dots_alone(painted)) == 0
+    # written out as JPEG and read again (as the training pipeline never does, but a user might), still nothing
+    _write_jpeg(tmp_path / "p.jpg", painted)
+    assert len(find_dots_alone(read_rgb(tmp_path / "p.jpg"))) == 0
+    # the fill is close to what the plain photograph has there (smooth texture), and nothing else changed
+    yy, xx = np.mgrid[0:H, 0:W]
+    disc = np.zeros((H, W), bool)
+    for x, y in dots[["x", "y"]].to_numpy():
+        disc |= (xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= (R + 3) ** 2
+    diff = np.abs(painted.astype(int) - plain.astype(int))
+    assert diff[disc].mean() < 25
+    assert np.array_equal(painted[~disc], dotted[~disc])
+
+
+def test_iter_kaggle_photographs_plain_or_painted(dotted_only):
+    """A photograph with a plain copy comes plain with the pair's dots; one without, painted."""
+    from geodetect.train.kaggle_dotted import dot_colour_left, iter_kaggle_photographs
+
+    root, truth = dotted_only
+    got = {tid: (img, dots, painted) for tid, img, dots, painted in iter_kaggle_photographs(root, ["0", "1"])}
+    assert got["0"][2] is False and np.array_equal(got["0"][0], read_rgb(root / "Train" / "0.jpg"))
+    assert len(got["0"][1]) == 15
+    img, dots, painted = got["1"]
+    assert painted is True and len(dots) == len(truth["1"][1])
+    assert dot_colour_left(img, dots).min() > 60
+    with pytest.raises(ConfigError, match="missing"):
+        list(iter_kaggle_photographs(root, ["9"]))
+
+
+def test_real_dotted_only_counts_and_painting():
+    """On the real folder: dots found alone equal train.csv (49) and the pair's dots (50); painted out,
+    none is left."""
+    from conftest import real_dataset
+
+    from geodetect.train.kaggle_dotted import dot_colour_left, find_dots_alone, paint_dots
+
+    root = real_dataset("sealions-noaa")
+    expected = read_train_csv(root / "train.csv")
+    for tid in ("49", "50"):
+        dotted = read_rgb(root / "TrainDotted" / f"{tid}.jpg")
+        d = find_dots_alone(dotted)
+        found = [int((d["class_name"] == c).sum()) for c in KAGGLE_CLASSES]
+        assert found == expected.loc[tid].tolist(), (tid, found)
+        if tid == "50":
+            pair = find_dots(read_rgb(root / "Train" / "50.jpg"), dotted)
+            assert np.hypot(*(pair[["x", "y"]].to_numpy() - d[["x", "y"]].to_numpy()).T).max() < 1.5
+        painted = paint_dots(dotted, d[["x", "y"]].to_numpy())
+        assert dot_colour_left(painted, d).min() > 60
+        assert len(find_dots_alone(painted)) == 0
