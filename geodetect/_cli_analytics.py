@@ -27,7 +27,8 @@ example:
   geodetect sql "SELECT r.fips, COUNT(*) AS n FROM detections d JOIN regions r ON ST_Contains(r.geometry, d.geometry) GROUP BY r.fips" \\
       --table detections=lions.parquet --table regions=counties.geojson --out n.csv
 
-Sedona SQL run by SedonaDB (embedded). GeoParquet tables are read in place.
+Sedona SQL run by SedonaDB (embedded). GeoParquet tables are read in place. One read-only query
+(SELECT, WITH, VALUES) over the --table tables; --allow-files lifts that for trusted queries.
 """
 
 
@@ -61,6 +62,9 @@ def register(subparsers) -> None:
                    help="a table for the query (repeat): name=path to a vector file")
     s.add_argument("--out", "-o", help="output: .csv, .parquet, or a vector format if the result has geometry "
                    "(default: CSV on stdout, geometry as WKT)")
+    s.add_argument("--allow-files", action="store_true",
+                   help="trusted queries only: let SedonaDB read and write files itself (COPY ... TO, CREATE EXTERNAL "
+                   "TABLE, FROM 'path'); by default only one read-only query over the --table tables runs")
     s.set_defaults(func=_cmd_sql)
 
     h = subparsers.add_parser(
@@ -105,7 +109,15 @@ def _cmd_aggregate(args) -> int:
     st = counts.attrs.get("geodetect", {})
     if st.get("unassigned"):
         print(f"note: {st['unassigned']} detections fall in no region", file=sys.stderr)
+    _note_skipped(st)
     return 0
+
+
+def _note_skipped(st) -> None:
+    n = st.get("skipped_empty") or 0
+    if n:
+        print(f"note: {n} detection(s) with no geometry, an empty one or NaN/infinite coordinates were left out",
+              file=sys.stderr)
 
 
 def _cmd_sql(args) -> int:
@@ -122,7 +134,7 @@ def _cmd_sql(args) -> int:
     if not tables:
         raise ConfigError("sql needs at least one --table NAME=PATH")
     _check_out(args.out)
-    _emit(sql(args.query, **tables), args.out)
+    _emit(sql(args.query, allow_files=args.allow_files, **tables), args.out)
     return 0
 
 
@@ -130,5 +142,7 @@ def _cmd_heatmap(args) -> int:
     from geodetect.analytics import heatmap
 
     _check_out(args.out)
-    _emit(heatmap(args.detections, resolution=args.resolution), args.out)
+    cells = heatmap(args.detections, resolution=args.resolution)
+    _emit(cells, args.out)
+    _note_skipped(cells.attrs.get("geodetect", {}))
     return 0

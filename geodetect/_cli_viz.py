@@ -119,7 +119,7 @@ def _cmd_map(args) -> int:
             assets=args.assets, basemap=args.basemap, title=args.title, engine=args.engine,
         )
     for w in caught:
-        if "max_features" in str(w.message):
+        if "max_features" in str(w.message) or "left out" in str(w.message):
             print(f"note: {w.message}", file=sys.stderr)
     size = path.stat().st_size
     human = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
@@ -137,7 +137,15 @@ def _cmd_quicklook(args) -> int:
 
         dets = empty_detections()
     fill = {"auto": None, "yes": True, "no": False}[args.fill]
-    path = quicklook(args.scene, dets, args.out, bands=args.bands, max_size=args.max_size, fill=fill, title=args.title)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = quicklook(args.scene, dets, args.out, bands=args.bands, max_size=args.max_size, fill=fill,
+                         title=args.title)
+    for w in caught:
+        if "not drawn" in str(w.message):
+            print(f"note: {w.message}", file=sys.stderr)
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

@@ -70,8 +70,10 @@ def _prepare_detections(dets):
 
     from geodetect.georef import area_m2
 
+    from geodetect.frames import unplaceable
+
     geoms = np.asarray(dets.geometry.values, dtype=object)
-    ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    ok = ~unplaceable(geoms)  # missing, empty or non-finite: left out and counted (``skipped_empty``)
     geoms = geoms[ok]
     if "area_m2" in dets.columns:
         area = pd.to_numeric(dets["area_m2"], errors="coerce").to_numpy(np.float64)[ok]
@@ -143,8 +145,9 @@ def _arrow_point_detections(path):
     if not (rec[:, :5] == np.array([1, 1, 0, 0, 0], np.uint8)).all():
         return None  # big-endian or not a 2-D point: general path
     x = np.ascontiguousarray(rec[:, 5:13]).view("<f8").ravel()
+    y = np.ascontiguousarray(rec[:, 13:21]).view("<f8").ravel()
     empty = np.zeros(n, bool)
-    empty[valid] = np.isnan(x)
+    empty[valid] = ~(np.isfinite(x) & np.isfinite(y))  # POINT EMPTY is NaN NaN; NaN/inf rows are unplaceable too
     ok = valid & ~empty
     if "area_m2" in names:
         area = t.column("area_m2").to_numpy().astype(np.float64, copy=False)
@@ -316,7 +319,8 @@ def heatmap(dets, resolution: int = 7):
     ``geometry`` (the cell's hexagon or pentagon, lon/lat; cells crossing the
     antimeridian are split into a MultiPolygon). Only cells with detections
     appear; rows are sorted by cell then class, so the counts add up to the
-    number of detections with a geometry. A polygon detection counts in the cell
+    number of detections with a geometry (those without one, or with NaN/infinite coordinates, are
+    left out and counted in ``attrs["geodetect"]["skipped_empty"]``). A polygon detection counts in the cell
     of its representative point (``point_on_surface``). Detections in a
     projected CRS are reprojected to lon/lat first. Needs ``pip install h3``.
     """
@@ -332,7 +336,7 @@ def heatmap(dets, resolution: int = 7):
         raise ConfigError(f"H3 resolution must be an integer from 0 to 15, not {resolution!r}")
     res = int(resolution)
     dets = _load_detections(dets)
-    table, _ = _prepare_detections(dets)
+    table, skipped = _prepare_detections(dets)
     xs = shapely.get_x(table.geometry.values).astype(np.float64)
     ys = shapely.get_y(table.geometry.values).astype(np.float64)
     from pyproj import CRS
@@ -346,7 +350,7 @@ def heatmap(dets, resolution: int = 7):
     if len(xs) == 0:
         out = gpd.GeoDataFrame({"h3_cell": pd.Series([], dtype=object), "class_name": pd.Series([], dtype=object),
                                 "count": pd.Series([], dtype=np.int64)}, geometry=gpd.GeoSeries([], crs="EPSG:4326"))
-        out.attrs["geodetect"] = {"resolution": res, "detections": 0}
+        out.attrs["geodetect"] = {"resolution": res, "detections": 0, "skipped_empty": skipped}
         return out
     cells = [h3.latlng_to_cell(y, x, res) for x, y in zip(xs.tolist(), ys.tolist())]
     codes, uniq = pd.factorize(np.asarray(cells, dtype=object), sort=True)
@@ -364,7 +368,7 @@ def heatmap(dets, resolution: int = 7):
         geometry=gpd.GeoSeries(polys[cell_of], crs="EPSG:4326"),
         crs="EPSG:4326",
     )
-    out.attrs["geodetect"] = {"resolution": res, "detections": int(len(table))}
+    out.attrs["geodetect"] = {"resolution": res, "detections": int(len(table)), "skipped_empty": skipped}
     return out
 
 
@@ -520,7 +524,7 @@ def change(
 # --------------------------------------------------------------------------- sql
 
 
-def sql(query: str, /, **tables):
+def sql(query: str, /, *, allow_files: bool = False, **tables):
     """Run Sedona SQL in SedonaDB over named tables; a GeoDataFrame if the result has geometry.
 
     Example::
@@ -537,6 +541,13 @@ def sql(query: str, /, **tables):
     use ``ST_Transform``), so nothing is mismatched silently. Result geometry
     columns get back the CRS object of the input they are equivalent to. Errors
     in the query raise ConfigError with SedonaDB's message. Needs ``pip install sedonadb``.
+
+    Read-only by default: one ``SELECT`` / ``WITH`` / ``VALUES`` query over the tables given
+    here. Anything else (``COPY ... TO`` a file, ``CREATE EXTERNAL TABLE``, ``SET``, a file path
+    as a table such as ``FROM '/data/x.parquet'``, ``information_schema``) is refused with a
+    ConfigError. ``allow_files=True`` (CLI: ``--allow-files``) hands the text to SedonaDB as it
+    is, with DataFusion's file reading and writing: only for queries you trust. (A table
+    therefore cannot be named ``allow_files``.)
     """
     from geodetect.engines import get_engine
 
@@ -544,7 +555,7 @@ def sql(query: str, /, **tables):
         raise ConfigError("sql() needs a query string")
     if not tables:
         raise ConfigError("sql() needs at least one table: sql(query, detections=dets, regions='counties.geojson')")
-    return get_engine("sedonadb").sql(query, tables)
+    return get_engine("sedonadb").sql(query, tables, allow_files=bool(allow_files))
 
 
 # --------------------------------------------------------------------------- output

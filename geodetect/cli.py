@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 
@@ -26,14 +27,22 @@ examples:
   geodetect simulate rookery.tif --objects 80 --seed 1
 
 exit codes: 0 success; 2 error, nothing written (message on stderr); 3 some scenes failed,
-            the others were written (each failure on stderr); 130 interrupted
+            the others were written (each failure on stderr); 130 interrupted; 143 terminated (SIGTERM)
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error convention: one ``error:`` line on stderr and exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        msg = " ".join(str(message).split())
+        self.exit(EXIT_ERROR, f"error: {self.prog}: {msg} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
     from geodetect import __version__
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="geodetect",
         description="Run detectors over georeferenced imagery and write the detections as spatial tables.",
         epilog=_EPILOG,
@@ -148,6 +157,38 @@ def _is_dir_target(out: str) -> bool:
     return out.endswith(("/", "\\")) or p.is_dir() or not p.suffix
 
 
+def detector_options(cls) -> list[tuple[str, object]]:
+    """The ``-O KEY=VALUE`` options a detector class takes: (name, default) from its ``__init__``."""
+    import inspect
+
+    try:
+        sig = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return []
+    out = []
+    for name, p in list(sig.parameters.items())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        out.append((name, None if p.default is p.empty else p.default))
+    return out
+
+
+def _option_value(text: str):
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _detector(args):
     """The detector name, or an instance built with the -O KEY=VALUE options."""
     if not args.option:
@@ -159,18 +200,25 @@ def _detector(args):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"-O {item!r}: write detector options as KEY=VALUE, e.g. -O grouping=three-class")
-        for cast in (int, float):
-            try:
-                value = cast(value)
-                break
-            except ValueError:
-                pass
-        kwargs[key.strip()] = value
+        if key.strip() in kwargs:
+            raise ConfigError(f"-O {key.strip()}: the option is given twice")
+        kwargs[key.strip()] = _option_value(value)
     cls = get_detector(args.detector)
+    known = detector_options(cls)
+    names = [n for n, _ in known]
+    have = ", ".join(f"{n}={d!r}" for n, d in known) or "none"
+    unknown = [k for k in kwargs if k not in names]
+    if unknown:
+        raise ConfigError(f"detector {args.detector!r} has no option {', '.join(map(repr, unknown))}; "
+                          f"its options (-O KEY=VALUE, defaults shown): {have}")
     try:
         return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"detector {args.detector!r} does not take the options {sorted(kwargs)} ({exc})") from None
+    except GeodetectError:
+        raise
+    except (TypeError, ValueError) as exc:
+        shown = " ".join(f"-O {k}={v}" for k, v in kwargs.items())
+        raise ConfigError(f"detector {args.detector!r} refuses {shown} ({' '.join(str(exc).split())}); "
+                          f"its options, defaults shown: {have}") from None
 
 
 def _cmd_detect(args) -> int:
@@ -256,6 +304,13 @@ def _cmd_detectors(args) -> int:
             ("weights sha256", spec.weights_sha256 or "-"), ("licence", spec.licence or "-"),
             ("description", spec.description or "-"),
         ]
+        try:
+            from geodetect.plugins import get_detector
+
+            opts = detector_options(get_detector(args.name))
+        except GeodetectError:
+            opts = []
+        fields.append(("options (-O)", ", ".join(f"{n}={d!r}" for n, d in opts) or "none"))
         for k, v in fields:
             print(f"{k + ':':16} {v}")
         return EXIT_OK
@@ -290,20 +345,60 @@ def _cmd_evaluate(args) -> int:
 
     from geodetect.evaluate import evaluate
 
+    if args.json:
+        _check_json_target(args.json)  # before the run, not after it
     ev = evaluate(_detector(args), args.data, iou=args.iou, radius_m=args.radius, reference=args.reference,
                   grouping=args.grouping, bands=args.bands)
     print(ev.to_text())
     if args.json:
         from pathlib import Path
 
-        Path(args.json).write_text(json.dumps({"detector": ev.detector, "task": ev.task, "scenes": ev.n_scenes,
-                                               **ev.summary}, indent=1))
+        from geodetect._atomic import atomic_output
+
+        doc = {"detector": ev.detector, "task": ev.task, "scenes": ev.n_scenes, **ev.summary}
+        with atomic_output(args.json, what="the evaluation JSON") as tmp:
+            Path(tmp).write_text(json.dumps(_json_safe(doc), indent=1, allow_nan=False))
     return EXIT_OK
+
+
+def _check_json_target(path: str) -> None:
+    from pathlib import Path
+
+    from geodetect.errors import OutputError
+
+    p = Path(path)
+    if p.is_dir() or path.endswith(("/", "\\")):
+        raise OutputError(f"{path}: is a folder; --json takes a file name such as {p / 'scores.json'}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{path}: {parent} is a file, not a folder")
+    anc = parent
+    while not anc.exists():
+        anc = anc.parent
+    if not os.access(anc, os.W_OK):
+        raise OutputError(f"{path}: cannot write in {anc} (permission denied)")
+
+
+def _json_safe(value):
+    """NaN and infinities have no JSON spelling: write them as null (the text report says why)."""
+    import math
+
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _cmd_counts(args) -> int:
     from geodetect.counts import kaggle_submission
 
+    if not str(args.out).lower().endswith(".csv") or os.path.isdir(args.out):
+        raise ConfigError(f"{args.out}: the Kaggle submission is a CSV file; give --out a name ending in .csv")
     table = kaggle_submission(args.detections, args.out)
     print(f"wrote {len(table)} scenes to {args.out}", file=sys.stderr)
     return EXIT_OK
@@ -318,7 +413,19 @@ def _cmd_simulate(args) -> int:
     kw = {k: v for k, v in dict(size=tuple(args.size) if args.size else None, gsd_m=args.gsd, crs=args.crs,
                                 center=tuple(args.center) if args.center else None,
                                 n_objects=args.objects).items() if v is not None}
+    if args.scenes < 1:
+        raise ConfigError(f"--scenes must be >= 1, got {args.scenes}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    from geodetect.simulate import KINDS
+
+    if args.kind not in KINDS:
+        raise ConfigError(f"unknown scene kind {args.kind!r}; choose one of {', '.join(sorted(KINDS))}")
     out = Path(args.out)
+    if out.suffix and args.scenes == 1 and out.suffix.lower() not in (".tif", ".tiff"):
+        raise ConfigError(f"{out}: simulate writes GeoTIFF; give a name ending in .tif, or a folder")
+    if out.exists() and out.is_dir() and out.suffix and args.scenes == 1:
+        raise ConfigError(f"{out}: is a folder; give a .tif file name")
     if args.scenes > 1 or not out.suffix:
         targets = [out / f"{args.kind}-{args.seed + k}.tif" for k in range(args.scenes)]
     else:
@@ -334,8 +441,6 @@ def _cmd_simulate(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``geodetect`` console script."""
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
     parser = _parser()
     args = parser.parse_args(argv)
@@ -346,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("rasterio").setLevel(logging.CRITICAL)  # GDAL noise; our errors say what happened
     if not args.verbose:
         warnings.simplefilter("ignore")
+    previous = _on_sigterm()
     try:
         return args.func(args)
     except GeodetectError as exc:
@@ -355,8 +461,47 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except BrokenPipeError:
         return EXIT_OK
+    except MemoryError:
+        print("error: out of memory; use a smaller --tile-size or --batch-size, or fewer scenes at once", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - last resort: a bug must not show users a traceback
+        if args.verbose:
+            raise
+        msg = " ".join(str(exc).split())[:300]
+        print(f"error: internal error ({type(exc).__name__}: {msg}); this is a bug in geodetect: please report it "
+              "with the output of the same command run with -v", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so that ``finally`` blocks remove scratch files and temporaries."""
+
+
+def _on_sigterm():
+    """Turn SIGTERM into :class:`_Terminated` for the duration of a command; returns the previous handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):
+        return None
 
 
 if __name__ == "__main__":  # pragma: no cover

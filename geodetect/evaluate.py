@@ -94,6 +94,21 @@ def evaluate(detector, data, *, iou: float = 0.5, radius_m: float | None = None,
     from geodetect.plugins import Task
     from geodetect.plugins.registry import resolve_detector
 
+    import math
+
+    try:
+        iou = float(iou)
+    except (TypeError, ValueError):
+        iou = float("nan")
+    if not (0 < iou <= 1):
+        raise ConfigError(f"iou (--iou) must be a number in (0, 1], got {iou!r}")
+    if radius_m is not None:
+        try:
+            radius_m = float(radius_m)
+        except (TypeError, ValueError):
+            radius_m = float("nan")
+        if not (math.isfinite(radius_m) and radius_m > 0):
+            raise ConfigError(f"radius (--radius) must be a positive number of metres, got {radius_m!r}")
     det = resolve_detector(detector)
     spec = det.spec
     groups = _resolve_grouping(grouping, det)
@@ -114,6 +129,7 @@ def evaluate(detector, data, *, iou: float = 0.5, radius_m: float | None = None,
             truths.append(t.to_crs(dets.crs))
         truth = pd.concat(truths, ignore_index=True)
         truth_by_scene = {Path(s).stem: truths[i] for i, s in enumerate(scenes)}
+    _check_truth_classes(truth, spec, groups, data, reference=ref)
     name = spec.name + (f" vs {ref.spec.name}" if ref is not None else "")
     ev = Evaluation(name, spec.task.name, len(pairs))
     if spec.task is Task.POINTS:
@@ -162,3 +178,21 @@ def evaluate(detector, data, *, iou: float = 0.5, radius_m: float | None = None,
             ev.summary["grouping"] = grouping if isinstance(grouping, str) else "custom"
         ev.tables = {"confusion (rows true, columns detected)": r["confusion"], "per class": r["per_class"]}
     return ev
+
+
+def _check_truth_classes(truth, spec, groups, data, reference=None) -> None:
+    """Refuse a truth with no object the detector could find: every recall would be 0/0 (NaN)."""
+    where = f"{reference.spec.name}'s output on {data}" if reference is not None else f"the truth files in {data}"
+    if len(truth) == 0:
+        raise ConfigError(f"{where}: no true objects at all, so recall and IoU are undefined; evaluate on scenes "
+                          "that have objects")
+    if "class_name" not in truth.columns:
+        return
+    have = set(truth["class_name"].astype(str))
+    wanted = set(spec.classes) | (set(groups.keys()) | set(groups.values()) if groups else set())
+    if not have & wanted:
+        raise ConfigError(
+            f"{where}: none of the {len(truth):,} true objects is of a class of {spec.name} "
+            f"(truth: {', '.join(sorted(have))}; detector: {', '.join(spec.classes)}); scores would be undefined: "
+            "evaluate on truth of the detector's classes"
+        )

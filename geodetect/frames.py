@@ -14,7 +14,8 @@ import numpy as np
 
 from geodetect.errors import ConfigError, GeodetectError, OutputError, VectorReadError
 
-__all__ = ["COLUMNS", "FORMATS", "check_output_path", "empty_detections", "make_detections", "write", "read"]
+__all__ = ["COLUMNS", "FORMATS", "check_output_path", "empty_detections", "make_detections", "unplaceable", "write",
+           "read"]
 
 COLUMNS = ("detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2")
 
@@ -48,6 +49,27 @@ def make_detections(detector: str, version: str, scene_id: str, class_names, sco
     df = pd.DataFrame(data)
     gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(np.asarray(geometry, dtype=object), crs=crs), crs=crs)
     return gdf[list(COLUMNS) + [c for c in gdf.columns if c not in COLUMNS]]
+
+
+def unplaceable(geoms) -> np.ndarray:
+    """Mask of geometries that cannot be placed on a map: missing, empty, or with a NaN/infinite coordinate.
+
+    Every consumer of detections (aggregate, heatmap, map, quicklook) leaves these out *and counts
+    them*, so that a broken row is reported, never dropped silently.
+    """
+    import shapely
+
+    g = np.asarray(geoms, dtype=object)
+    if not len(g):
+        return np.zeros(0, bool)
+    bad = shapely.is_missing(g) | shapely.is_empty(g)
+    idx = np.flatnonzero(~bad)
+    if len(idx):
+        coords, which = shapely.get_coordinates(g[idx], return_index=True)
+        finite = np.all(np.isfinite(coords), axis=1)
+        if not finite.all():
+            bad[idx[np.unique(which[~finite])]] = True
+    return bad
 
 
 def empty_detections(crs="EPSG:4326"):

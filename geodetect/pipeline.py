@@ -17,9 +17,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from geodetect import georef
-from geodetect.errors import ConfigError, GeodetectError, PluginError
+from geodetect.errors import ConfigError, GeodetectError, GeoreferenceError, PluginError
 from geodetect.frames import empty_detections, make_detections
-from geodetect.io.raster import Scene, open_scene, parse_bands
+from geodetect.io.raster import Scene, check_footprint, open_scene, parse_bands
 from geodetect.io.tiling import Tiling
 from geodetect.plugins._types import RESULT_TYPE, Boxes, Detector, Labels, Mask, Points, Task
 from geodetect.plugins.registry import resolve_detector
@@ -162,18 +162,75 @@ def scene_id_of(path) -> str:
     return Path(os.fspath(path)).stem
 
 
+#: the most memory the tile buffers of one batch may take (prefetched batches and the detector's own copies
+#: come on top): a tile size or batch size beyond it is refused before the run instead of failing mid-way
+MAX_BATCH_BYTES = 2 * 2**30
+
+
+def _check_crs(value, what: str):
+    from pyproj import CRS
+
+    try:
+        CRS.from_user_input(value)
+    except Exception as exc:  # noqa: BLE001 - pyproj's CRSError, TypeError for odd objects
+        detail = " ".join(str(exc).split())[:160]
+        raise ConfigError(f"{what} {value!r} is not a CRS pyproj knows ({detail}); give one like EPSG:4326") from None
+
+
+def _as_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
+            isinstance(value, float) and value.is_integer()):
+        raise ConfigError(f"{what} must be a whole number, got {value!r}")
+    return int(value)
+
+
 def make_options(spec, *, tile_size=None, overlap=None, batch_size=8, crs_out="EPSG:4326", crs=None, bounds=None,
                  scaling=None, bands=None, gsd_tolerance=0.1, progress=True, gdal_cache_mb=64) -> DetectOptions:
-    """Check and freeze the options of a run against a detector's spec."""
-    size = int(tile_size if tile_size is not None else spec.tile_size)
-    ov = int(overlap if overlap is not None else spec.overlap)
+    """Check and freeze the options of a run against a detector's spec.
+
+    Everything a run could trip over later is checked here, before the first tile: tiling, batch
+    size and the memory of one batch, the input and output CRSs, ``bounds``, the band override
+    (an unknown band name is an error listing the names the detector wants).
+    """
+    from geodetect.io.raster import check_band_override, check_bounds
+
+    size = _as_int(tile_size if tile_size is not None else spec.tile_size, "tile size (--tile-size)")
+    ov = _as_int(overlap if overlap is not None else spec.overlap, "overlap (--overlap)")
     if not size > ov >= 0:
         raise ConfigError(f"need tile size > overlap >= 0, got tile size {size} and overlap {ov}")
+    batch_size = _as_int(batch_size, "batch size (--batch-size)")
     if batch_size < 1:
-        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-    return DetectOptions(size, ov, int(batch_size), crs_out, crs, tuple(bounds) if bounds is not None else None,
-                         scaling if scaling is not None else spec.scaling, parse_bands(bands), gsd_tolerance,
-                         progress, int(gdal_cache_mb))
+        raise ConfigError(f"batch size (--batch-size) must be >= 1, got {batch_size}")
+    need = size * size * len(spec.bands) * 4 * batch_size
+    if need > MAX_BATCH_BYTES:
+        raise ConfigError(
+            f"tile size {size} x batch size {batch_size} needs {need / 2**30:.1f} GiB of tile buffers per batch "
+            f"(limit {MAX_BATCH_BYTES / 2**30:.0f} GiB); use a smaller --tile-size or --batch-size"
+        )
+    try:
+        tol = float(gsd_tolerance)
+    except (TypeError, ValueError):
+        tol = float("nan")
+    if not (tol >= 0 and np.isfinite(tol)):
+        raise ConfigError(f"gsd_tolerance must be a finite number >= 0, got {gsd_tolerance!r}")
+    cache = _as_int(gdal_cache_mb, "gdal_cache_mb")
+    if cache < 1:
+        raise ConfigError(f"gdal_cache_mb must be >= 1, got {gdal_cache_mb!r}")
+    if crs_out is None:
+        raise ConfigError("crs_out (--crs-out) is needed: the CRS of the output geometries, e.g. EPSG:4326")
+    _check_crs(crs_out, "output CRS (--crs-out)")
+    if crs is not None:
+        _check_crs(crs, "--crs")
+    if bounds is not None:
+        bounds = check_bounds(bounds)
+    from geodetect.plugins._types import validate_scaling
+
+    scaling = validate_scaling(scaling if scaling is not None else spec.scaling, ConfigError)
+    if isinstance(scaling, tuple) and not all(np.isfinite(scaling)):
+        raise ConfigError(f"scaling (lo, hi) must be finite numbers, got {scaling!r}")
+    override = parse_bands(bands)
+    check_band_override(spec.bands, override, detector=spec.name)
+    return DetectOptions(size, ov, batch_size, crs_out, crs, bounds, scaling, override, tol, bool(progress), cache)
 
 
 def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | None = None, tile_rows=None):
@@ -200,8 +257,17 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
             gsd_range=spec.gsd_range,
             detector=spec.name,
         ) as scene:
-            return _detect_scene(det, scene, opts.tile_size, opts.overlap, opts.batch_size, opts.crs_out,
-                                 opts.progress, tile_rows)
+            check_footprint(scene.transform, scene.width, scene.height, scene.crs, scene.path, opts.crs_out)
+            gdf, st = _detect_scene(det, scene, opts.tile_size, opts.overlap, opts.batch_size, opts.crs_out,
+                                    opts.progress, tile_rows)
+            dtype = np.dtype(scene.dataset.dtypes[scene.indexes[0] - 1])
+            if np.issubdtype(dtype, np.floating) and dtype != np.float32 and opts.scaling == "dtype":
+                st.notes.append(
+                    f"{dtype.name} pixels are given to the detector as they are (scaling 'dtype' leaves floating-point "
+                    "values unchanged: it expects them scaled to 0..1); if they are not, pass scaling=(lo, hi)"
+                )
+                log.info("%s: %s", scene.scene_id, st.notes[-1])
+            return gdf, st
 
 
 def _batches(scene: Scene, tiling: Tiling, tile_ids, batch_size: int, stats: SceneStats, stop: threading.Event,
@@ -230,29 +296,44 @@ def _batches(scene: Scene, tiling: Tiling, tile_ids, batch_size: int, stats: Sce
         yield ids, (np.stack(datas) if datas else None), valids, skipped
 
 
-def _prefetch(gen, depth: int = 2):
-    """Run a generator in a thread, ``depth`` items ahead; re-raise its errors."""
+def _prefetch(gen, depth: int = 2, stop: threading.Event | None = None):
+    """Run a generator in a thread, ``depth`` items ahead; re-raise its errors.
+
+    Closing this generator early (an error or an interrupt in the consumer) sets ``stop``, unblocks
+    the reader and joins it, so the scene is never closed under a read in progress.
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
+    stop = stop if stop is not None else threading.Event()
 
     def run():
         try:
             for item in gen:
                 q.put(item)
+                if stop.is_set():
+                    break
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             q.put(exc)
         q.put(done)
 
     t = threading.Thread(target=run, name="geodetect-reader", daemon=True)
     t.start()
-    while True:
-        item = q.get()
-        if item is done:
-            break
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    t.join()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():  # drain, so a reader blocked on a full queue can finish its put and stop
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        t.join()
 
 
 def _check_results(det: Detector, results, n: int, size: int) -> list:
@@ -357,8 +438,10 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
               if task is Task.SEGMENTATION else None)
     stop = threading.Event()
     bar = tqdm(total=len(tile_ids), desc=scene.scene_id, unit="tile", disable=not progress, leave=False)
+    batches = _prefetch(_batches(scene, tiling, tile_ids, batch_size, st, stop, core), stop=stop)
+    finished = False
     try:
-        for ids, data, valids, skipped in _prefetch(_batches(scene, tiling, tile_ids, batch_size, st, stop, core)):
+        for ids, data, valids, skipped in batches:
             bar.update(skipped)
             if not ids:
                 continue
@@ -393,10 +476,12 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
                     tids.append(np.array([i]))
             st.tiles_run += sum(i in core for i in ids)
             bar.update(len(ids))
+        finished = True
     finally:
         stop.set()
+        batches.close()  # the reader thread stops and is joined before the scene is closed
         bar.close()
-        if mosaic is not None and task is not Task.SEGMENTATION:
+        if mosaic is not None and not finished:  # an error, Ctrl-C or SIGTERM: the on-disk blend goes too
             mosaic.cleanup()
     width = 2 if task is Task.POINTS else 4
     xy = np.concatenate(coords) if coords else np.zeros((0, width))
@@ -430,6 +515,7 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
         geoms = georef.polygons_to_map(polys, scene.transform, scene.crs, crs_out)
     else:
         geoms = georef.boxes_to_map(xy, scene.transform, scene.crs, crs_out)
+    _check_geometries(geoms, scene.path, crs_out)
     area = georef.area_m2(geoms, crs_out)
     names = np.asarray(spec.classes, dtype=object)[cid] if len(cid) else np.zeros(0, dtype=object)
     gdf = make_detections(spec.name, spec.version, scene.scene_id, names, sc, geoms, area, crs_out)
@@ -441,3 +527,21 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
     for note in st.notes:
         log.info("%s: %s", scene.scene_id, note)
     return gdf, st
+
+
+def _check_geometries(geoms, path: str, crs_out) -> None:
+    """The last guard of placement: no detection leaves with an empty or non-finite geometry."""
+    import shapely
+
+    geoms = np.asarray(geoms, dtype=object)
+    if not len(geoms):
+        return
+    bad = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    b = shapely.bounds(geoms)
+    with np.errstate(invalid="ignore"):
+        bad |= ~np.all(np.isfinite(b), axis=1)
+    if bad.any():
+        raise GeoreferenceError(
+            f"{path}: {int(bad.sum())} of {len(geoms)} detections cannot be placed in {crs_out} (empty or non-finite "
+            "coordinates); the scene's placement or the output CRS is wrong for it: check --bounds/--crs/--crs-out"
+        )

@@ -133,6 +133,52 @@ class _MemRaster:
         self.close()
 
 
+#: scratch folders of the on-disk blend are named ``geodetect-mosaic-<pid>-<random>``
+SCRATCH_PREFIX = "geodetect-mosaic-"
+#: a scratch folder of a process that is gone, untouched for this long, is removed by the next mosaic
+STALE_SCRATCH_S = 600
+
+
+def sweep_stale_scratch(workdir: str | None = None) -> list[str]:
+    """Remove scratch folders left by processes that died without cleaning up (SIGKILL, power loss).
+
+    Interrupted runs (Ctrl-C, SIGTERM, errors) remove their own scratch; a killed one cannot,
+    so each new on-disk mosaic sweeps what dead processes left: folders named
+    ``geodetect-mosaic-<pid>-*`` whose process no longer exists and whose files have not
+    changed for :data:`STALE_SCRATCH_S` seconds. Returns the folders removed.
+    """
+    import shutil
+    import time
+
+    base = workdir or tempfile.gettempdir()
+    removed = []
+    try:
+        names = [n for n in os.listdir(base) if n.startswith(SCRATCH_PREFIX)]
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        pid_text = name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+            continue  # alive (or another user's): not ours to remove
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        path = os.path.join(base, name)
+        try:
+            newest = max([os.path.getmtime(path)] + [os.path.getmtime(os.path.join(path, f)) for f in os.listdir(path)])
+        except OSError:
+            continue
+        if now - newest >= STALE_SCRATCH_S:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 class MaskMosaic:
     """Blended probabilities of a whole scene, thresholded and polygonised in strips.
 
@@ -159,7 +205,10 @@ class MaskMosaic:
         self.min_polygon_px = min_polygon_px
         self.small_removed = 0
         self._in_memory = (n_classes + 1) * width * height * 4 <= self.MEMORY_BUDGET
-        self._dir = None if self._in_memory else tempfile.mkdtemp(prefix="geodetect-mosaic-", dir=workdir)
+        self._dir = None
+        if not self._in_memory:
+            sweep_stale_scratch(workdir)
+            self._dir = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=workdir)
         self._acc = self._open(n_classes + 1)
 
     def _open(self, count):

@@ -545,6 +545,8 @@ def test_cli_sql(co_dets, tmp_path, capsys):
     rc, _, err = _cli(["sql", "SELECT 1", "--table", "no-equals-sign"], capsys)
     assert rc == 2 and "NAME=PATH" in err
     rc, _, err = _cli(["sql", "SELEC nonsense", "--table", f"regions={DEMO}"], capsys)
+    assert rc == 2 and err.startswith("error: SQL statement 'SELEC' refused") and err.count("\n") == 1
+    rc, _, err = _cli(["sql", "SELECT nonsense FROM", "--table", f"regions={DEMO}"], capsys)
     assert rc == 2 and err.startswith("error: SQL failed") and err.count("\n") == 1
 
 

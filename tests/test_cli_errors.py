@@ -185,11 +185,12 @@ def test_no_crs_message_suggests_crs_option(tmp_path, outdir):
     assert "--crs" in line
 
 
-def test_fewer_bands_message_mentions_bands(tmp_path, outdir):
+def test_fewer_bands_message_names_the_files_bands_and_the_option(tmp_path, outdir):
     scene = _one_band(tmp_path)
     out = outdir / "out.parquet"
     line = _assert_clean_error(_detect(scene, out, cwd=tmp_path), str(scene), out)
-    assert "band" in line.lower()
+    assert "needs band 2 but the file has 1 band(s) (1=gray)" in line, line  # what it needs, what the file has
+    assert "--bands 1,1,1" in line, line  # and the option that fixes it
 
 
 def test_bad_scene_among_good_ones_goes_on_with_exit_3(tmp_path, outdir):
@@ -227,7 +228,8 @@ def test_wrong_band_count(tmp_path, outdir):
     scene = _write_tif(tmp_path / "good.tif", _noise())
     out = outdir / "out.parquet"
     line = _assert_clean_error(_detect(scene, out, "--bands", "1,2", cwd=tmp_path), str(scene), out)
-    assert "band" in line.lower()
+    assert "--bands gives 2 band(s) but sea-lion-counter needs 3 (1, 2, 3)" in line, line
+    assert "the file's bands: 1=red, 2=green, 3=blue" in line, line
 
 
 def test_bad_tiling(tmp_path, outdir):

@@ -67,7 +67,13 @@ def test_cli_evaluate_on_simulated_scenes(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "count RMSE per class" in out.stdout
     m = json.loads((tmp_path / "m.json").read_text())
-    assert m["scenes"] == 2 and m["true_objects"] == 40 and 0 <= m["recall"] <= 1
+    assert m["scenes"] == 2 and m["true_objects"] == 40
+    # the JSON holds the same numbers as the text report, and the counter finds most of 40 clear animals
+    assert f"recall: {m['recall']:.4g}" in out.stdout and f"precision: {m['precision']:.4g}" in out.stdout
+    # recall and precision count the same matched pairs: matched = recall x true = precision x detected
+    matched = m["recall"] * m["true_objects"]
+    assert matched == pytest.approx(round(matched)) and round(matched) > 0
+    assert m["precision"] * m["detections"] == pytest.approx(matched)
 
 
 # ----------------------------------------------------------------------------- segmentation and classification

@@ -778,8 +778,8 @@ def test_cli_offline_without_assets_is_one_line(tmp_path, capsys, monkeypatch):
 def test_cli_is_wired_into_geodetect_main(tmp_path, capsys):
     from geodetect import cli
 
-    if "map" not in cli._parser()._subparsers._group_actions[0].choices:
-        pytest.skip("geodetect/_cli_viz.register is not wired into geodetect.cli yet")
+    choices = cli._parser()._subparsers._group_actions[0].choices
+    assert {"map", "quicklook", "quicklook-counts"} <= set(choices)  # wired: a missing command is a failure
     from geodetect.frames import write
 
     dets = write(toy(5, 0), tmp_path / "dets.parquet")

@@ -181,13 +181,23 @@ class SedonaDBEngine:
     def __init__(self):
         import_sedonadb()  # fail early, with the install hint
 
-    def sql(self, query: str, tables: dict):
+    def sql(self, query: str, tables: dict, *, allow_files: bool = False):
+        """Run ``query`` over ``tables``; read-only over them unless ``allow_files`` (see :mod:`._sqlguard`)."""
+        from geodetect.engines._sqlguard import check_plan_scans, check_query_text
+
+        if not allow_files:
+            check_query_text(query, tables)
         con = connect()
         crss = []
         for name, obj in tables.items():
             crss.extend(register(con, name, obj))
         try:
             df = con.sql(query)
+            if not allow_files:
+                import pyarrow as pa
+
+                plan = pa.table(df.explain(type="standard"))
+                check_plan_scans("\n".join(str(v) for v in plan.column("plan").to_pylist()), tables)
             return collect(df, crss)
         except Exception as exc:  # noqa: BLE001
             if type(exc).__module__.startswith("sedonadb"):
@@ -198,10 +208,10 @@ class SedonaDBEngine:
         from geodetect.engines import AGGREGATE_SQL
 
         q = AGGREGATE_SQL.format(detections="detections", regions="regions", classes="classes")
-        return self.sql(q, {"detections": detections, "regions": regions, "classes": classes})
+        return self.sql(q, {"detections": detections, "regions": regions, "classes": classes}, allow_files=True)
 
     def assign(self, detections, regions):
         from geodetect.engines import ASSIGN_SQL
 
         q = ASSIGN_SQL.format(detections="detections", regions="regions")
-        return self.sql(q, {"detections": detections, "regions": regions})
+        return self.sql(q, {"detections": detections, "regions": regions}, allow_files=True)

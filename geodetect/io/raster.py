@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -19,7 +20,11 @@ import numpy as np
 from geodetect.errors import BandError, ConfigError, GeoreferenceError, RasterReadError
 from geodetect.plugins._types import validate_scaling
 
-__all__ = ["Scene", "open_scene", "parse_bands", "scale_to_float32", "pixel_size_m"]
+__all__ = ["Scene", "open_scene", "parse_bands", "check_band_override", "check_bounds", "check_transform",
+           "scale_to_float32", "pixel_size_m"]
+
+#: a scene is refused when reaching the detector's GSD would enlarge its pixels more than this
+MAX_UPSAMPLING = 64
 
 _COLORINTERP_NAMES = {"red", "green", "blue", "alpha", "gray", "grey", "undefined"}
 
@@ -28,11 +33,28 @@ def parse_bands(text: str | Sequence | Mapping | None):
     """Parse a band override: ``"4,3,2"``, ``"nir=1,red=2"``, a list or a dict.
 
     Returns ``None``, a tuple of ints/names, or a dict of name -> 1-based index.
+    Indexes are 1-based (the first band is 1): 0 and negative indexes are refused.
     """
-    if text is None or isinstance(text, Mapping):
-        return dict(text) if text is not None else None
+    if text is None:
+        return None
+    if isinstance(text, Mapping):
+        out = {}
+        for k, v in text.items():
+            if not isinstance(k, str) or not k.strip():
+                raise ConfigError(f"bands={dict(text)!r}: keys must be band names such as 'nir'")
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ConfigError(f"bands={dict(text)!r}: {k!r} must map to a 1-based band index (an int), not {v!r}")
+            _check_index(int(v), f"bands={dict(text)!r}")
+            out[k.strip().lower()] = int(v)
+        return out
     if not isinstance(text, str):
-        return tuple(text)
+        out = tuple(text)
+        for b in out:
+            if isinstance(b, bool) or not isinstance(b, (int, np.integer, str)):
+                raise ConfigError(f"bands={out!r}: give 1-based band indexes or band names, not {b!r}")
+            if isinstance(b, (int, np.integer)):
+                _check_index(int(b), f"bands={out!r}")
+        return tuple(int(b) if isinstance(b, np.integer) else b for b in out)
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts:
         raise ConfigError(f"--bands {text!r} is empty; give indexes like 4,3,2 or names like nir=1,red=2")
@@ -40,13 +62,69 @@ def parse_bands(text: str | Sequence | Mapping | None):
         out = {}
         for p in parts:
             k, v = (s.strip() for s in p.split("=", 1))
-            if not v.isdigit() or int(v) < 1:
+            if not k:
+                raise ConfigError(f"--bands {text!r}: {p!r} has no band name; write name=index, like nir=4")
+            if not _INT.match(v):
                 raise ConfigError(f"--bands {text!r}: {p!r} must map a name to a 1-based index, like nir=4")
+            _check_index(int(v), f"--bands {text!r}")
+            if k.lower() in out:
+                raise ConfigError(f"--bands {text!r}: the name {k!r} is given twice")
             out[k.lower()] = int(v)
         return out
     if any("=" in p for p in parts):
         raise ConfigError(f"--bands {text!r} mixes indexes and name=index pairs; use one form")
-    return tuple(int(p) if p.isdigit() else p for p in parts)
+    out = []
+    for p in parts:
+        if _INT.match(p):
+            _check_index(int(p), f"--bands {text!r}")
+            out.append(int(p))
+        else:
+            out.append(p)
+    return tuple(out)
+
+
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def _check_index(i: int, where: str) -> None:
+    if i < 1:
+        raise ConfigError(f"{where}: band indexes are 1-based (the first band is 1), got {i}")
+
+
+#: band names a map may give although a detector does not read them (they describe the file)
+COMMON_BAND_NAMES = frozenset({
+    "coastal", "blue", "green", "red", "yellow", "pan", "rededge", "rededge071", "rededge075", "rededge078",
+    "nir", "nir08", "nir09", "cirrus", "swir16", "swir22", "lwir", "lwir11", "lwir12",
+    "vv", "vh", "hh", "hv",
+})
+
+
+def check_band_override(wanted: Sequence, override, *, detector: str = "the detector", where: str = "") -> None:
+    """Refuse a band override that cannot mean what the user wants, before any scene is read.
+
+    A name map (``nir=4,green=3``) may only name bands the detector wants, or other standard band
+    names (STAC ``eo:bands`` common names, SAR polarisations), so that one map can describe a
+    file for several detectors: an unknown key (a typo such as ``grene``) would otherwise be
+    ignored and the band taken from the file's own names.
+    """
+    if not isinstance(override, dict):
+        return
+    names = [str(b).lower() for b in wanted if isinstance(b, str) and not str(b).isdigit()]
+    unknown = [k for k in override if k not in names and (not names or k not in COMMON_BAND_NAMES)]
+    if not unknown:
+        return
+    shown = ",".join(f"{k}={v}" for k, v in override.items())
+    prefix = f"{where}: " if where else ""
+    if not names:
+        idx = ",".join(map(str, wanted))
+        raise BandError(
+            f"{prefix}--bands {shown}: {detector} takes its bands by index ({idx}), not by name; "
+            f"give indexes instead, e.g. --bands {idx}"
+        )
+    raise BandError(
+        f"{prefix}--bands {shown}: {detector} has no band named {', '.join(map(repr, unknown))}; "
+        f"it wants the bands {', '.join(names)} (e.g. --bands {','.join(f'{n}=N' for n in names)})"
+    )
 
 
 def scale_to_float32(arr: np.ndarray, dtype: np.dtype, scaling) -> np.ndarray:
@@ -229,18 +307,28 @@ def _check_file(path: str) -> None:
         raise RasterReadError(f"{path}: file is empty (0 bytes); re-download or re-export the scene")
 
 
-def _resolve_bands(ds, path: str, wanted: tuple, override) -> tuple[int, ...]:
+def _band_list(descs, interps) -> str:
+    return ", ".join(f"{i + 1}={d or interps[i] or '?'}" for i, d in enumerate(descs)) or "none"
+
+
+def _resolve_bands(ds, path: str, wanted: tuple, override, detector: str = "the detector") -> tuple[int, ...]:
     count = ds.count
     descs = [(d or "").strip().lower() for d in ds.descriptions]
     try:
         interps = [ci.name.lower() for ci in ds.colorinterp]
     except Exception:  # noqa: BLE001 - some drivers have none
         interps = [""] * count
+    try:
+        override = parse_bands(override)
+    except ConfigError as exc:
+        raise BandError(f"{path}: {exc}") from None
+    check_band_override(wanted, override, detector=detector, where=path)
     mapping = override if isinstance(override, dict) else {}
     if override is not None and not isinstance(override, dict):
         if len(override) != len(wanted):
             raise BandError(
-                f"{path}: --bands gives {len(override)} band(s) but the detector needs {len(wanted)} ({', '.join(map(str, wanted))})"
+                f"{path}: --bands gives {len(override)} band(s) but {detector} needs {len(wanted)} "
+                f"({', '.join(map(str, wanted))}); the file's bands: {_band_list(descs, interps)}"
             )
         wanted = tuple(override)
     out = []
@@ -258,9 +346,8 @@ def _resolve_bands(ds, path: str, wanted: tuple, override) -> tuple[int, ...]:
                 # file's tags are not to be trusted (Landsat NIR/red/green is often tagged RGB)
                 idx = interps.index(key) + 1
             else:
-                have = ", ".join(f"{i + 1}={d or interps[i]}" for i, d in enumerate(descs)) or "none"
                 raise BandError(
-                    f"{path}: no band named {b!r} (bands: {have}); map it with --bands {b}=N"
+                    f"{path}: no band named {b!r} (bands: {_band_list(descs, interps)}); map it with --bands {b}=N"
                 )
         else:
             idx = int(b)
@@ -268,11 +355,85 @@ def _resolve_bands(ds, path: str, wanted: tuple, override) -> tuple[int, ...]:
             hint = (f"; a single-band (panchromatic) image can be given as --bands {','.join(['1'] * len(wanted))}"
                     if count == 1 and len(wanted) > 1 else "")
             raise BandError(
-                f"{path}: the detector needs band {idx} but the file has {count} band(s); "
-                f"choose bands with --bands{hint}"
+                f"{path}: {detector} needs band {idx} but the file has {count} band(s) "
+                f"({_band_list(descs, interps)}); choose bands with --bands{hint}"
             )
         out.append(idx)
     return tuple(out)
+
+
+def check_bounds(bounds, where: str = "") -> tuple[float, float, float, float]:
+    """``bounds`` as four finite floats (left, bottom, right, top) with left < right and bottom < top.
+
+    A mirrored or empty box would place every pixel wrongly (or nowhere) without any other error.
+    """
+    prefix = f"{where}: " if where else ""
+    try:
+        vals = tuple(float(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise GeoreferenceError(f"{prefix}bounds (--bounds) must be four numbers LEFT BOTTOM RIGHT TOP, got {bounds!r}") from None
+    if len(vals) != 4:
+        raise GeoreferenceError(f"{prefix}bounds (--bounds) must be four numbers LEFT BOTTOM RIGHT TOP, got {len(vals)}")
+    shown = " ".join(f"{v:g}" for v in vals)
+    if not all(math.isfinite(v) for v in vals):
+        raise GeoreferenceError(f"{prefix}--bounds {shown}: every number must be finite (no NaN or infinity)")
+    left, bottom, right, top = vals
+    if not left < right:
+        raise GeoreferenceError(f"{prefix}--bounds {shown}: LEFT ({left:g}) must be less than RIGHT ({right:g}); "
+                                "the order is LEFT BOTTOM RIGHT TOP")
+    if not bottom < top:
+        raise GeoreferenceError(f"{prefix}--bounds {shown}: BOTTOM ({bottom:g}) must be less than TOP ({top:g}); "
+                                "the order is LEFT BOTTOM RIGHT TOP")
+    return vals
+
+
+def check_transform(transform, width: int, height: int, path: str, what: str = "geotransform") -> None:
+    """Refuse a pixel -> map affine that is not finite, degenerate (zero pixel size) or not invertible.
+
+    Such a transform gives NaN, infinite or collapsed geometries without any other error.
+    """
+    coefs = tuple(float(v) for v in (transform.a, transform.b, transform.c, transform.d, transform.e, transform.f))
+    shown = ", ".join(f"{v:g}" for v in coefs)
+    if not all(math.isfinite(v) for v in coefs):
+        raise GeoreferenceError(f"{path}: the {what} has a NaN or infinite value ({shown}); fix the file's "
+                                "georeferencing, or place it with --bounds and --crs")
+    det = coefs[0] * coefs[4] - coefs[1] * coefs[3]
+    if not (math.isfinite(det) and det != 0):
+        raise GeoreferenceError(f"{path}: the {what} is degenerate (pixel size {math.hypot(coefs[0], coefs[3]):g} x "
+                                f"{math.hypot(coefs[1], coefs[4]):g}, determinant {det:g}: no area per pixel); fix the "
+                                "file's georeferencing, or place it with --bounds and --crs")
+    inv = ~transform
+    corners = [transform * (c, r) for c in (0, width) for r in (0, height)]
+    if not (all(math.isfinite(v) for v in (inv.a, inv.b, inv.c, inv.d, inv.e, inv.f))
+            and all(math.isfinite(v) for xy in corners for v in xy)):
+        raise GeoreferenceError(f"{path}: the {what} ({shown}) cannot be inverted or puts the scene's corners at "
+                                "infinity; fix the file's georeferencing, or place it with --bounds and --crs")
+
+
+def check_footprint(transform, width: int, height: int, crs, path: str, dst_crs="EPSG:4326") -> None:
+    """Refuse a scene whose corners and centre cannot be placed in ``dst_crs`` (off the Earth, outside the CRS)."""
+    from geodetect.georef import transformer
+
+    cols = np.array([0, width, 0, width, width / 2], np.float64)
+    rows = np.array([0, 0, height, height, height / 2], np.float64)
+    t = transform
+    xs, ys = t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f
+    try:
+        with np.errstate(all="ignore"):
+            lon, lat = transformer(crs, "EPSG:4326").transform(xs, ys, errcheck=False)
+            ok = bool(np.all(np.isfinite(lon)) and np.all(np.isfinite(lat)) and np.all(np.abs(lat) <= 90.0 + 1e-9))
+            if ok and dst_crs is not None:
+                ox, oy = transformer(crs, dst_crs).transform(xs, ys, errcheck=False)
+                ok = bool(np.all(np.isfinite(ox)) and np.all(np.isfinite(oy)))
+    except Exception:  # noqa: BLE001 - pyproj raises for some impossible coordinates
+        ok = False
+    if not ok:
+        corners = ", ".join(f"({x:.6g}, {y:.6g})" for x, y in zip(xs[:4], ys[:4]))
+        dst = f" or in {dst_crs}" if dst_crs not in (None, "EPSG:4326") else ""
+        raise GeoreferenceError(
+            f"{path}: its corners {corners} in {getattr(crs, 'to_string', lambda: crs)()} do not lie on the Earth "
+            f"(cannot be placed in longitude/latitude{dst}); check the CRS and the placement (--bounds/--crs)"
+        )
 
 
 def open_scene(
@@ -332,16 +493,19 @@ def open_scene(
             src_crs = user_crs
         transform = ds.transform
         if bounds is not None:
-            if len(bounds) != 4:
-                raise GeoreferenceError(f"{path}: bounds must be (left, bottom, right, top)")
-            transform = from_bounds(*bounds, ds.width, ds.height)
+            transform = from_bounds(*check_bounds(bounds, path), ds.width, ds.height)
+            check_transform(transform, ds.width, ds.height, path, what="placement from --bounds")
         elif transform.is_identity:
             raise GeoreferenceError(
-                f"{path}: has no geotransform (not georeferenced); add a world file or pass bounds= and crs="
+                f"{path}: has no geotransform (not georeferenced); add a world file, or place it with "
+                "--bounds LEFT BOTTOM RIGHT TOP and --crs (Python: bounds= and crs=)"
             )
+        else:
+            check_transform(transform, ds.width, ds.height, path)
         if src_crs is None:
-            raise GeoreferenceError(f"{path}: has no CRS; pass crs= (CLI: --crs EPSG:XXXX) if you know it")
-        idx = _resolve_bands(ds, path, tuple(bands), band_override)
+            raise GeoreferenceError(f"{path}: has no CRS; pass --crs EPSG:XXXX (Python: crs=) if you know it")
+        check_footprint(transform, ds.width, ds.height, src_crs, path, dst_crs=None)
+        idx = _resolve_bands(ds, path, tuple(bands), band_override, detector)
         width, height, factor = ds.width, ds.height, (1.0, 1.0)
         if gsd_m is not None or gsd_range is not None:
             cx, cy = transform @ (ds.width / 2, ds.height / 2)
@@ -360,8 +524,20 @@ def open_scene(
                 )
         if gsd_m is not None:
             if abs(gx / gsd_m - 1) > gsd_tolerance or abs(gy / gsd_m - 1) > gsd_tolerance:
-                width = max(1, int(round(ds.width * gx / gsd_m)))
-                height = max(1, int(round(ds.height * gy / gsd_m)))
+                fw, fh = ds.width * gx / gsd_m, ds.height * gy / gsd_m
+                if not (fw >= 1 and fh >= 1):
+                    raise GeoreferenceError(
+                        f"{path}: the scene covers {ds.width * gx:.3g} x {ds.height * gy:.3g} m, less than one "
+                        f"{gsd_m:g} m pixel of {detector}; check the placement (--bounds/--crs) or the pixel size"
+                    )
+                if max(gx, gy) / gsd_m > MAX_UPSAMPLING:
+                    raise GeoreferenceError(
+                        f"{path}: pixels of {gx:.3g} x {gy:.3g} m would be enlarged more than {MAX_UPSAMPLING}x to "
+                        f"{detector}'s {gsd_m:g} m; that invents detail. Use imagery nearer {gsd_m:g} m, or fix the "
+                        "placement (--bounds/--crs) if the pixel size is wrong"
+                    )
+                width = int(round(fw))
+                height = int(round(fh))
                 factor = (width / ds.width, height / ds.height)
                 transform = transform @ Affine.scale(1 / factor[0], 1 / factor[1])
         sid = scene_id or Path(path).stem

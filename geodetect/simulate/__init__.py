@@ -47,5 +47,14 @@ def make_scene(path, *, kind: str = "sea-lions", **kwargs) -> SimScene:
     target = KINDS.get(kind)
     if target is None:
         raise ConfigError(f"unknown scene kind {kind!r}; choose one of {', '.join(sorted(KINDS))}")
+    n = kwargs.get("n_objects")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise ConfigError(f"simulate: --objects must be a whole number >= 0, got {n!r}")
+    if kwargs.get("size") is not None or kwargs.get("gsd_m") is not None or kwargs.get("crs") is not None \
+            or kwargs.get("center") is not None:  # refused before anything is drawn (the makers check again)
+        from geodetect.simulate._grid import check_scene_args
+
+        check_scene_args(kwargs.get("crs", "EPSG:4326"), kwargs.get("center", (0.0, 0.0)),
+                         kwargs.get("size", (1, 1)), kwargs.get("gsd_m", 1.0))
     mod, func = target.split(":")
     return getattr(importlib.import_module(mod), func)(path, **kwargs)

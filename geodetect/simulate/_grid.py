@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geodetect.errors import ConfigError
+
 __all__ = ["SimScene", "scene_transform", "write_geotiff", "pixels_to_lonlat", "nodata_frame",
            "random_positions", "blend_ellipse", "seam_positions"]
 
@@ -41,14 +43,54 @@ def seam_positions(length: int, tile_size: int, overlap: int) -> np.ndarray:
     return np.unique(pos[(pos > 0) & (pos < length)])
 
 
+#: the largest synthetic scene (pixels): it is drawn in memory
+MAX_SIM_PIXELS = 250_000_000
+
+
+def check_scene_args(crs, center, size, gsd_m):
+    """Validate what places a synthetic scene; returns (pyproj CRS, (lon, lat), (w, h), gsd_m) or ConfigError."""
+    from pyproj import CRS
+
+    try:
+        c = CRS.from_user_input(crs)
+    except Exception:  # noqa: BLE001
+        raise ConfigError(f"simulate: --crs {crs!r} is not a CRS pyproj knows; give one like EPSG:32633") from None
+    try:
+        lon, lat = (float(v) for v in center)
+    except (TypeError, ValueError):
+        raise ConfigError(f"simulate: --center must be two numbers LON LAT, got {center!r}") from None
+    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -89 <= lat <= 89):
+        raise ConfigError(f"simulate: --center {lon:g} {lat:g} is not on the Earth; LON must be in -180..180 "
+                          "and LAT in -89..89 (degrees)")
+    try:
+        w, h = (int(v) for v in size)
+        ok = all(float(v) == int(v) for v in size)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or w < 1 or h < 1:
+        raise ConfigError(f"simulate: --size must be two whole numbers of pixels W H >= 1, got {size!r}")
+    if w * h > MAX_SIM_PIXELS:
+        raise ConfigError(f"simulate: --size {w} {h} is {w * h:,} pixels; synthetic scenes are drawn in memory, "
+                          f"at most {MAX_SIM_PIXELS:,}")
+    try:
+        g = float(gsd_m)
+    except (TypeError, ValueError):
+        g = float("nan")
+    if not (math.isfinite(g) and g > 0):
+        raise ConfigError(f"simulate: --gsd must be a positive number of metres per pixel, got {gsd_m!r}")
+    return c, (lon, lat), (w, h), g
+
+
 def scene_transform(crs, center, size, gsd_m, rotation_deg=0.0, south_up=False):
     """Affine of a ``size`` = (w, h) grid whose centre pixel sits at ``center`` (lon, lat), and the CRS."""
     from affine import Affine
     from pyproj import CRS, Transformer
 
-    c = CRS.from_user_input(crs)
-    lon, lat = center
-    x, y = Transformer.from_crs("EPSG:4326", c, always_xy=True).transform(lon, lat)
+    c, (lon, lat), (w, h), gsd_m = check_scene_args(crs, center, size, gsd_m)
+    x, y = Transformer.from_crs("EPSG:4326", c, always_xy=True).transform(lon, lat, errcheck=False)
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ConfigError(f"simulate: the centre ({lon:g}, {lat:g}) cannot be placed in {c.to_string()} "
+                          "(outside the CRS's area); choose a --center inside it, or another --crs")
     if c.is_geographic:
         px = gsd_m / (111_320.0 * math.cos(math.radians(lat)))
         py = gsd_m / 110_574.0

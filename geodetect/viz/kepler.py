@@ -259,10 +259,10 @@ def _lonlat_frame(dets, what="detections"):
 
 
 def _drop_empty(gdf):
-    import shapely
+    """Leave out (and count) detections that cannot be placed: missing, empty or non-finite geometries."""
+    from geodetect.frames import unplaceable
 
-    g = np.asarray(gdf.geometry.values, dtype=object)
-    bad = shapely.is_missing(g) | shapely.is_empty(g)
+    bad = unplaceable(gdf.geometry.values)
     if bad.any():
         gdf = gdf.loc[~bad].reset_index(drop=True)
     return gdf, int(bad.sum())
@@ -418,7 +418,9 @@ def _collect_local(dets, regions, by, name_col, hexbins, max_features, seed, eng
         data.notes.append(f"geometry column {active!r} is drawn; {', '.join(map(repr, wkt))} exported as WKT text "
                           f"({', '.join(f'{c}_wkt' for c in wkt)})")
     if skipped:
-        data.notes.append(f"{skipped} detection(s) with an empty geometry left out")
+        msg = f"{skipped} detection(s) with no geometry, an empty one or NaN/infinite coordinates left out"
+        data.notes.append(msg)
+        warnings.warn(msg, UserWarning, stacklevel=3)
     data.classes = sorted(gdf["class_name"].astype(str).unique())
     reg = None
     if regions is not None:

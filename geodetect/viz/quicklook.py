@@ -83,6 +83,10 @@ def _read_scene(path: str, bands, max_size: int):
         transform = ds.transform * Affine.scale(ds.width / w, ds.height / h)
         crs = ds.crs
         georeferenced = not ds.transform.is_identity
+        if georeferenced:
+            from geodetect.io.raster import check_transform
+
+            check_transform(ds.transform, ds.width, ds.height, path)
     data = np.ma.getdata(arr).astype(np.float64)
     mask = np.ma.getmaskarray(arr)
     valid = ~mask.any(axis=0)
@@ -113,8 +117,10 @@ def _to_pixels(dets, transform, crs, path):
         raise GeoreferenceError(f"{path}: the scene has no CRS, so detections cannot be placed on it")
     if dets.crs is None:
         raise ConfigError("the detections have no CRS; set one (dets.set_crs('EPSG:4326') for lon/lat)")
+    from geodetect.frames import unplaceable
+
     g = gpd.GeoSeries(np.asarray(dets.geometry.values, dtype=object), crs=dets.crs)
-    keep = ~(g.isna() | g.is_empty).to_numpy()
+    keep = ~unplaceable(g.values)
     g = g[keep].to_crs(crs)
     classes = dets["class_name"].astype(str).to_numpy(object)[keep]
 
@@ -217,6 +223,21 @@ def quicklook(
     if len(dets) and not georeferenced:
         raise GeoreferenceError(f"{scene}: the scene has no geotransform, so detections cannot be placed on it")
     geoms, classes = _to_pixels(dets, transform, crs, scene)
+    import shapely
+
+    on_scene = (shapely.intersects(geoms, shapely.box(0, 0, w, h)) if len(geoms) else np.zeros(0, bool))
+    n_on = int(on_scene.sum())
+    if len(dets) and n_on == 0:
+        raise GeoreferenceError(
+            f"{scene}: none of the {len(dets):,} detections lies on this scene (wrong scene, or detections in another "
+            "place or CRS?); a quicklook of it would show nothing"
+        )
+    if n_on < len(dets):
+        import warnings
+
+        warnings.warn(f"{len(dets) - n_on:,} of {len(dets):,} detections are off the scene or have no usable geometry: "
+                      "not drawn", UserWarning, stacklevel=2)
+    geoms, classes = geoms[on_scene], classes[on_scene]
     colors = class_colors(dets["class_name"].astype(str).unique() if len(dets) else [])
 
     dpi = 100
@@ -270,7 +291,8 @@ def quicklook(
                         edgecolor="#808080", labelcolor="white", borderpad=0.4, handletextpad=0.4)
         leg.set_zorder(10)
     if title is None:
-        title = f"{Path(scene).name}  bands {','.join(map(str, idx))}  {len(dets):,} detections"
+        shown = f"{len(dets):,}" if n_on == len(dets) else f"{n_on:,} of {len(dets):,}"
+        title = f"{Path(scene).name}  bands {','.join(map(str, idx))}  {shown} detections"
     if title:
         ax.text(0.01 * w, 0.01 * h, title, color="white", fontsize=font, va="top", ha="left", zorder=11,
                 bbox={"facecolor": "#202020", "alpha": 0.7, "edgecolor": "none", "pad": 2})
