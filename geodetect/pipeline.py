@@ -121,7 +121,9 @@ def detect(
     """
     import pandas as pd
 
-    paths = _as_list(scenes)
+    from geodetect.stac import expand_scenes
+
+    paths = expand_scenes(scenes)  # STAC items / ItemCollections (files, URLs, pystac) become one scene per item
     if not paths:
         raise ConfigError("no scenes given; pass a path or a list of paths")
     if scene_ids is not None and len(scene_ids) != len(paths):
@@ -156,10 +158,12 @@ def detect(
 
 
 def scene_id_of(path) -> str:
-    """Default scene id: the file stem."""
+    """Default scene id: the file stem (a STAC item's id)."""
     from pathlib import Path
 
-    return Path(os.fspath(path)).stem
+    if getattr(path, "scene_id", None):
+        return path.scene_id
+    return Path(os.fspath(path).split("?")[0]).stem
 
 
 #: the most memory the tile buffers of one batch may take (prefetched batches and the detector's own copies
@@ -242,13 +246,16 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
     """
     import rasterio
 
+    from geodetect.stac import scene_override, scene_source, with_item_columns
+
     spec = det.spec
-    with rasterio.Env(GDAL_CACHEMAX=opts.gdal_cache_mb * 2**20):
+    with rasterio.Env(GDAL_CACHEMAX=opts.gdal_cache_mb * 2**20), \
+            scene_source(path, spec.bands, opts.band_override) as src:  # a STAC item: its bands stacked in a VRT
         with open_scene(
-            path,
+            src,
             bands=spec.bands,
             scaling=opts.scaling,
-            band_override=opts.band_override,
+            band_override=scene_override(path, opts.band_override, spec.n_bands),
             gsd_m=spec.gsd_m,
             gsd_tolerance=opts.gsd_tolerance,
             crs=opts.crs,
@@ -260,6 +267,7 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
             check_footprint(scene.transform, scene.width, scene.height, scene.crs, scene.path, opts.crs_out)
             gdf, st = _detect_scene(det, scene, opts.tile_size, opts.overlap, opts.batch_size, opts.crs_out,
                                     opts.progress, tile_rows)
+            gdf = with_item_columns(gdf, path)  # a STAC item's datetime
             dtype = np.dtype(scene.dataset.dtypes[scene.indexes[0] - 1])
             if np.issubdtype(dtype, np.floating) and dtype != np.float32 and opts.scaling == "dtype":
                 st.notes.append(
@@ -515,7 +523,10 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
         geoms = georef.polygons_to_map(polys, scene.transform, scene.crs, crs_out)
     else:
         geoms = georef.boxes_to_map(xy, scene.transform, scene.crs, crs_out)
-    _check_geometries(geoms, scene.path, crs_out)
+    empty = _check_geometries(geoms, scene.path, crs_out)
+    if empty.any():  # e.g. a sliver of zero area split at the antimeridian: said, not kept as an empty row
+        st.notes.append(f"{int(empty.sum())} detection(s) with no area left after georeferencing dropped")
+        geoms, cid, sc = np.asarray(geoms, dtype=object)[~empty], cid[~empty], sc[~empty]
     area = georef.area_m2(geoms, crs_out)
     names = np.asarray(spec.classes, dtype=object)[cid] if len(cid) else np.zeros(0, dtype=object)
     gdf = make_detections(spec.name, spec.version, scene.scene_id, names, sc, geoms, area, crs_out)
@@ -529,19 +540,23 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
     return gdf, st
 
 
-def _check_geometries(geoms, path: str, crs_out) -> None:
-    """The last guard of placement: no detection leaves with an empty or non-finite geometry."""
+def _check_geometries(geoms, path: str, crs_out) -> np.ndarray:
+    """The last guard of placement: no detection leaves with a NaN or infinite coordinate.
+
+    A non-finite coordinate means the placement or the output CRS is wrong for the scene: the
+    scene is refused. Returns the mask of empty geometries (dropped and counted by the caller).
+    """
     import shapely
 
     geoms = np.asarray(geoms, dtype=object)
     if not len(geoms):
-        return
-    bad = shapely.is_missing(geoms) | shapely.is_empty(geoms)
-    b = shapely.bounds(geoms)
-    with np.errstate(invalid="ignore"):
-        bad |= ~np.all(np.isfinite(b), axis=1)
-    if bad.any():
+        return np.zeros(0, bool)
+    empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    coords = shapely.get_coordinates(geoms[~empty])
+    if not np.all(np.isfinite(coords)):
+        bad = int((~np.all(np.isfinite(shapely.bounds(geoms[~empty])), axis=1)).sum())
         raise GeoreferenceError(
-            f"{path}: {int(bad.sum())} of {len(geoms)} detections cannot be placed in {crs_out} (empty or non-finite "
+            f"{path}: {max(bad, 1)} of {len(geoms)} detections cannot be placed in {crs_out} (NaN or infinite "
             "coordinates); the scene's placement or the output CRS is wrong for it: check --bounds/--crs/--crs-out"
         )
+    return empty

@@ -228,13 +228,13 @@ def test_zero_and_negative_band_indexes_say_1_based(tmp_path, bands):
         gd.detect(p, det, bands=bands, progress=False)
 
 
-def test_band_errors_on_the_cli_name_the_file_its_bands_and_the_option(tmp_path):
+def test_band_errors_on_the_cli_name_the_file_its_bands_and_the_option(tmp_path, capsys):
+    from geodetect.cli import main
+
     p = _tif(tmp_path / "one.tif", _spots(), transform=from_origin(500000, 4200000, 0.1, 0.1))
     out = tmp_path / "o" / "x.parquet"
-    proc = subprocess.run(CLI + ["detect", p, "-d", "sea-lion-counter", "--out", str(out), "--no-progress"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    line = proc.stderr.strip()
+    assert main(["detect", p, "-d", "sea-lion-counter", "--out", str(out), "--no-progress"]) == 2
+    line = capsys.readouterr().err.strip()
     assert line.count("\n") == 0 and line.startswith("error: ")
     assert p in line and "the file has 1 band(s) (1=gray)" in line and "--bands" in line
     assert not out.exists()

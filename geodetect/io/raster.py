@@ -45,6 +45,8 @@ def parse_bands(text: str | Sequence | Mapping | None):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise ConfigError(f"bands={dict(text)!r}: {k!r} must map to a 1-based band index (an int), not {v!r}")
             _check_index(int(v), f"bands={dict(text)!r}")
+            if k.strip().lower() in out:
+                raise ConfigError(f"bands={dict(text)!r}: the name {k.strip().lower()!r} is given twice")
             out[k.strip().lower()] = int(v)
         return out
     if not isinstance(text, str):
