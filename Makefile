@@ -4,7 +4,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.geodetect-installed
 
-.PHONY: venv test test-fast demo fuzz bench browser-deps clean
+.PHONY: venv jars test test-fast demo fuzz bench browser-deps clean
+
+# Apache Sedona for Spark: the JVM jars come from Maven Central (never committed) into an ignored
+# folder; geodetect.spark.session() puts them on spark.jars. The coordinates are also in
+# geodetect/spark.py (SEDONA_COORDINATES; a test checks that both say the same).
+JARS_DIR         := build/jars
+SEDONA_SPARK     := org.apache.sedona:sedona-spark-shaded-4.0_2.13:1.8.0
+GEOTOOLS_WRAPPER := org.datasyslab:geotools-wrapper:1.8.0-33.1
+JARS_STAMP       := $(JARS_DIR)/.fetched
+MVN_COPY         := mvn -q -B org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy
 
 $(STAMP): pyproject.toml Makefile $(wildcard examples/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +25,15 @@ $(STAMP): pyproject.toml Makefile $(wildcard examples/*/pyproject.toml)
 	for d in examples/*/; do if [ -f "$$d/pyproject.toml" ]; then $(BIN)/pip install --quiet -e "$$d" || exit 1; fi; done
 	touch $(STAMP)
 
-venv: $(STAMP)
+$(JARS_STAMP): Makefile
+	mkdir -p $(JARS_DIR)
+	for a in $(SEDONA_SPARK) $(GEOTOOLS_WRAPPER); do \
+		$(MVN_COPY) -Dartifact=$$a -DoutputDirectory=$(JARS_DIR) || exit 1; done
+	touch $@
+
+jars: $(JARS_STAMP)  ## the Sedona Spark jars, from Maven Central into build/jars (ignored by git)
+
+venv: $(STAMP) jars
 
 test: venv          ## the whole test suite
 	$(BIN)/python -m pytest -q

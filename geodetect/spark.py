@@ -1,9 +1,11 @@
-"""geodetect on Apache Spark: inference inside Spark tasks, results as Spark DataFrames.
+"""geodetect on Apache Spark with Apache Sedona: inference inside Spark tasks, results as Sedona spatial DataFrames.
 
 >>> from geodetect import spark as gds                                   # doctest: +SKIP
+>>> spark = gds.session(master="local[2]")        # Sedona registered, PYSPARK_PYTHON = this interpreter  # doctest: +SKIP
 >>> sdf = gds.detect(spark, "/data/scenes/*.tif", detector="vehicle-detector")   # doctest: +SKIP
->>> gds.register(spark, detections=sdf)                                  # doctest: +SKIP
->>> spark.sql("SELECT * FROM geodetect_detect('sea-lion-counter', '/data/*.tif')")  # doctest: +SKIP
+>>> gds.write(sdf, "out/vehicles.parquet")        # GeoParquet written by Sedona  # doctest: +SKIP
+>>> counts = gds.aggregate(sdf, "counties.parquet", by="fips")   # Sedona SQL on Spark  # doctest: +SKIP
+>>> hexes = gds.heatmap(sdf, resolution=7)        # Sedona's H3 functions  # doctest: +SKIP
 
 How work is split: one work unit per scene, and big scenes (more tile rows
 than ``block_rows``) are split into blocks of tile rows so that one big scene
@@ -13,10 +15,12 @@ seams inside a scene: no duplicates, nothing lost (segmentation scenes stay
 whole). The detector is loaded once per Python worker process and reused.
 Every unit is deterministic, so a retried task yields identical rows.
 
-Geometries travel as WKB (``geometry`` column, EPSG:4326 unless ``crs_out``);
-when Apache Sedona is registered in the session a ``geom`` column holds the
-Sedona geometry (``ST_GeomFromWKB``). Without the Sedona jars (they come from
-Maven Central) everything still works on WKB.
+Sedona: the JVM jars (:data:`SEDONA_COORDINATES`) come from Maven Central
+(``make jars`` puts them in ``build/jars``; :func:`session` finds them there or
+in ``GEODETECT_SEDONA_JARS``). With Sedona registered, ``gds.detect`` returns a
+Sedona ``geometry`` column (SRID of ``crs_out``) and the same geometry as WKB in
+``geometry_wkb``; without Sedona, ``geometry`` is the WKB and aggregation falls
+back to a broadcast STRtree join (same counts).
 """
 
 from __future__ import annotations
@@ -24,20 +28,37 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import sys
+from pathlib import Path
 
-from geodetect.errors import ConfigError, MissingDependencyError
+from geodetect.errors import ConfigError, GeodetectError, MissingDependencyError
 
-__all__ = ["detect", "register", "aggregate", "plan", "sedona_available", "SEDONA_PACKAGES", "DETECTIONS_SCHEMA"]
+__all__ = ["session", "detect", "write", "to_geopandas", "register", "aggregate", "heatmap", "change", "plan",
+           "sedona_available", "sedona_jars", "check_workers", "SEDONA_COORDINATES", "SEDONA_PACKAGES",
+           "SEDONA_CONF", "DETECTIONS_SCHEMA"]
 
 log = logging.getLogger("geodetect")
 
-SEDONA_PACKAGES = (
-    "org.apache.sedona:sedona-spark-shaded-4.1_2.13:1.9.1,org.datasyslab:geotools-wrapper:1.9.1-33.5"
+#: The Sedona Spark jars geodetect is tested with (Maven Central; the Makefile's ``jars`` target fetches
+#: these same two). Sedona 1.8.0 is built for Spark 4.0, hence pyspark>=4.0,<4.1 in the ``spark`` extra;
+#: the Python side is ``apache-sedona==1.8.0``.
+SEDONA_VERSION = "1.8.0"
+SEDONA_COORDINATES = (
+    "org.apache.sedona:sedona-spark-shaded-4.0_2.13:1.8.0",
+    "org.datasyslab:geotools-wrapper:1.8.0-33.1",
 )
+SEDONA_PACKAGES = ",".join(SEDONA_COORDINATES)
+#: The three settings a session of your own needs (besides the jars on ``spark.jars`` or ``spark.jars.packages``).
+SEDONA_CONF = {
+    "spark.serializer": "org.apache.spark.serializer.KryoSerializer",
+    "spark.kryo.registrator": "org.apache.sedona.core.serde.SedonaKryoRegistrator",
+    "spark.sql.extensions": "org.apache.sedona.sql.SedonaSqlExtensions",
+}
 DETECTIONS_SCHEMA = (
     "detector string, detector_version string, scene_id string, class_name string, score float, "
     "geometry binary, area_m2 double, block int"
 )
+_COLUMNS = ("detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2")
 _UNIT_SCHEMA = "path string, scene_id string, r0 int, r1 int, block int"
 
 
@@ -48,14 +69,126 @@ def _pyspark():
         raise MissingDependencyError("the Spark engine needs pyspark: pip install 'geodetect[spark]'") from exc
 
 
+def _jar_name(coord: str) -> str:
+    _, artifact, version = coord.split(":")
+    return f"{artifact}-{version}.jar"
+
+
+def sedona_jars(where=None) -> list[str]:
+    """Paths of the Sedona jars: from ``where`` (a folder or a comma-separated list of jars),
+    ``GEODETECT_SEDONA_JARS``, or ``build/jars`` of the geodetect checkout / the current folder.
+
+    MissingDependencyError names the Maven coordinates when they are not there.
+    """
+    where = where if where is not None else os.environ.get("GEODETECT_SEDONA_JARS")
+    if where is not None and not os.path.isdir(str(where)):
+        jars = [j for j in str(where).split(",") if j]
+        missing = [j for j in jars if not os.path.isfile(j)]
+        if jars and not missing:
+            return jars
+        folders = []
+    else:
+        folders = [Path(where)] if where is not None else [Path(__file__).resolve().parents[1] / "build" / "jars",
+                                                             Path.cwd() / "build" / "jars"]
+    for folder in folders:
+        jars = [folder / _jar_name(c) for c in SEDONA_COORDINATES]
+        if all(j.is_file() for j in jars):
+            return [str(j) for j in jars]
+    raise MissingDependencyError(
+        f"the Apache Sedona jars are not found ({', '.join(_jar_name(c) for c in SEDONA_COORDINATES)}): run "
+        f"`make jars` in the geodetect checkout (Maven Central coordinates {SEDONA_PACKAGES}), or set "
+        "GEODETECT_SEDONA_JARS to their folder, or start Spark with spark.jars.packages=" + SEDONA_PACKAGES
+    )
+
+
+def session(master: str | None = "local[2]", *, app_name: str = "geodetect", jars=None, ui: bool = False,
+            conf: dict | None = None, sedona: bool = True, log_level: str = "ERROR"):
+    """A SparkSession with Apache Sedona registered, ready for geodetect.
+
+    Sets ``spark.jars`` (:func:`sedona_jars`), the Kryo serializer with Sedona's
+    registrator and ``spark.sql.extensions`` (so pure-SQL clients, e.g. a Thrift
+    server, see Sedona's functions), ``spark.ui.enabled=false`` unless ``ui``,
+    and ``PYSPARK_PYTHON`` = this interpreter (workers must import geodetect).
+    ``master`` is ``local[N]``, ``spark://host:port`` or None (keep what
+    spark-submit set). ``conf`` adds or overrides settings. If a session is
+    already running in this process it is reused (Spark's getOrCreate) and
+    Sedona is registered in it.
+    """
+    _pyspark()
+    from pyspark.sql import SparkSession
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    if master is None or str(master).startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    b = SparkSession.builder.appName(app_name)
+    if master is not None:
+        b = b.master(master)
+    b = b.config("spark.ui.enabled", "true" if ui else "false").config("spark.pyspark.python", sys.executable)
+    if sedona:
+        b = b.config("spark.jars", ",".join(sedona_jars(jars)))
+        for k, v in SEDONA_CONF.items():
+            b = b.config(k, v)
+    for k, v in (conf or {}).items():
+        b = b.config(k, str(v))
+    spark = b.getOrCreate()
+    if log_level:
+        spark.sparkContext.setLogLevel(log_level)
+    if sedona:
+        from sedona.spark import SedonaContext
+
+        spark = SedonaContext.create(spark)
+    return spark
+
+
 def sedona_available(spark) -> bool:
     """True when Sedona's SQL functions are registered in this session."""
-    # Spark 4.1 has a few ST_ functions of its own (disabled by default), so ask for
-    # one only Sedona registers: its envelope aggregate
+    # Spark 4.1 has a few ST_ functions of its own, so ask for one only Sedona registers: its H3 cover
     try:
-        return bool(spark.catalog.functionExists("ST_Envelope_Aggr"))
+        return bool(spark.catalog.functionExists("ST_H3CellIDs"))
     except Exception:  # noqa: BLE001
         return False
+
+
+_checked_workers: dict = {}
+
+
+def _worker_probe(_):
+    """Runs in a Python worker: which interpreter, and what it cannot import."""
+    import importlib
+    import sys as _sys
+
+    missing = []
+    for mod in ("pyarrow", "pandas", "geodetect"):
+        try:
+            importlib.import_module(mod)
+        except Exception as exc:  # noqa: BLE001
+            missing.append(f"{mod} ({type(exc).__name__}: {exc})")
+    return [(_sys.executable, _sys.version.split()[0], missing)]
+
+
+def check_workers(spark) -> str:
+    """Check once per Spark application that the Python workers can run geodetect; their interpreter.
+
+    A worker Python without geodetect or pyarrow (a wrong ``PYSPARK_PYTHON``)
+    raises ConfigError naming the interpreter the workers ran and what to set,
+    instead of a worker traceback later.
+    """
+    sc = spark.sparkContext
+    key = (sc.applicationId, sc.pythonExec)
+    if key in _checked_workers:
+        return _checked_workers[key]
+    hint = (f"set PYSPARK_PYTHON (and spark.pyspark.python) to a Python where geodetect[spark] is installed on every "
+            f"worker; this driver runs {sys.executable}")
+    try:
+        exe, ver, missing = sc.parallelize([0], 1).mapPartitions(_worker_probe).collect()[0]
+    except Exception as exc:  # noqa: BLE001 - the worker could not start at all
+        first = next((ln.strip() for ln in str(exc).splitlines()
+                      if "Cannot run program" in ln or "Error" in ln or "error" in ln), str(exc).splitlines()[0])
+        raise ConfigError(f"Spark workers could not run Python {sc.pythonExec!r} ({first[:300]}): {hint}") from None
+    if missing:
+        raise ConfigError(f"Spark workers ran Python {exe} ({ver}), which cannot import {', '.join(missing)}: {hint}")
+    _checked_workers[key] = exe
+    return exe
 
 
 def _expand(scenes) -> list[str]:
@@ -165,16 +298,93 @@ def detect(spark, scenes, detector, *, block_rows: int = 8, **options):
     ``options`` are those of :func:`geodetect.detect` (tile_size, overlap,
     batch_size, crs_out, bands, ...). Errors in a scene fail its task with the
     scene's own GeodetectError message.
+
+    Columns: the detections schema, then ``block`` (the work unit's block number).
+    With Sedona registered, ``geometry`` is a Sedona geometry whose SRID is
+    ``crs_out``'s EPSG code, and ``geometry_wkb`` holds the same geometry as WKB
+    for readers without Sedona; otherwise ``geometry`` is the WKB.
+    Workers whose Python cannot import geodetect raise ConfigError at once (:func:`check_workers`).
     """
     _pyspark()
     options.pop("progress", None)
+    check_workers(spark)
     udf = _unit_frame(spark, _plan(scenes, detector, block_rows=block_rows, **options))
     sdf = udf.mapInPandas(_run_units(detector, options), schema=DETECTIONS_SCHEMA)
     if sedona_available(spark):
-        from pyspark.sql import functions as F
-
-        sdf = sdf.withColumn("geom", F.expr("ST_GeomFromWKB(geometry)"))
+        sdf = _with_sedona_geometry(sdf, _srid(options.get("crs_out") or "EPSG:4326"))
     return sdf
+
+
+def _srid(crs) -> int:
+    """The EPSG code of ``crs`` (0 when it has none: Sedona's 'unknown')."""
+    from pyproj import CRS
+
+    code = CRS.from_user_input(crs).to_epsg()
+    return int(code) if code else 0
+
+
+def _with_sedona_geometry(sdf, srid: int):
+    """WKB ``geometry`` -> Sedona ``geometry`` (with SRID) plus ``geometry_wkb``, in the detections column order."""
+    from pyspark.sql import functions as F
+
+    cols = [F.expr(f"ST_SetSRID(ST_GeomFromWKB(geometry), {int(srid)})").alias("geometry") if c == "geometry" else F.col(c)
+            for c in sdf.columns]
+    return sdf.select(*cols, F.col("geometry").alias("geometry_wkb"))
+
+
+def _is_sedona_geometry(sdf, col: str = "geometry") -> bool:
+    return type(sdf.schema[col].dataType).__name__ == "GeometryType"
+
+
+def _geometry_expr(sdf) -> str:
+    """SQL expression of the detections' geometry as a Sedona geometry (WKB or Sedona column)."""
+    return "geometry" if _is_sedona_geometry(sdf) else "ST_GeomFromWKB(geometry)"
+
+
+def _wkb_frame(sdf):
+    """The detections with ``geometry`` as WKB (for Python workers and readers without Sedona)."""
+    from pyspark.sql import functions as F
+
+    if "geometry_wkb" in sdf.columns:
+        return sdf.drop("geometry").withColumnRenamed("geometry_wkb", "geometry")
+    if _is_sedona_geometry(sdf):
+        return sdf.withColumn("geometry", F.expr("ST_AsBinary(geometry)"))
+    return sdf
+
+
+def to_geopandas(sdf, crs="EPSG:4326"):
+    """Collect a (small) Spark detections DataFrame as a geodetect detections GeoDataFrame."""
+    import geopandas as gpd
+    import shapely
+
+    pdf = _wkb_frame(sdf).toPandas()
+    wkb = pdf.pop("geometry")
+    geom = shapely.from_wkb([None if w is None else bytes(w) for w in wkb]) if len(pdf) else []
+    pdf = pdf.drop(columns=[c for c in ("block",) if c in pdf.columns])
+    gdf = gpd.GeoDataFrame(pdf, geometry=gpd.GeoSeries(geom, crs=crs), crs=crs)
+    rest = [c for c in gdf.columns if c not in _COLUMNS]
+    return gdf[list(_COLUMNS) + rest]
+
+
+def write(sdf, path, *, crs="EPSG:4326", mode: str = "errorifexists") -> str:
+    """Write Spark detections as GeoParquet with Sedona's writer (a folder of part files); the path.
+
+    The file holds the detections schema (geometry in ``crs``, recorded as PROJJSON
+    in the GeoParquet metadata); geopandas (``read_parquet``) and SedonaDB read
+    it back as the same rows. Needs Sedona registered in the session.
+    """
+    from pyproj import CRS
+
+    spark = sdf.sparkSession
+    if not sedona_available(spark):
+        raise MissingDependencyError("gds.write needs Apache Sedona in the Spark session: use gds.session(), or start "
+                                     f"Spark with spark.jars.packages={SEDONA_PACKAGES}")
+    g = sdf if _is_sedona_geometry(sdf) else _with_sedona_geometry(sdf, _srid(crs))
+    out = g.select(*_COLUMNS)
+    (out.write.format("geoparquet").mode(mode)
+     .option("geoparquet.crs", CRS.from_user_input(crs).to_json())
+     .save(os.fspath(path)))
+    return os.fspath(path)
 
 
 def _unit_frame(spark, planned):
@@ -195,10 +405,37 @@ def _unit_frame(spark, planned):
     return slots.join(F.broadcast(table), "_unit").select(*cols)
 
 
-class _DetectUDTF:
-    """``geodetect_detect(detector, pattern)``: detections of the scenes matching ``pattern``."""
+_UDTF_SCHEMA = ("detector string, detector_version string, scene_id string, class_name string, score float, "
+                "geometry binary, area_m2 double")
 
-    def eval(self, detector: str, pattern: str):
+
+class _DetectUDTF:
+    """``geodetect_detect(TABLE(scenes), detector)``: detections of the scenes whose paths are the table's
+    first column, spread over tasks (the rows are hash-partitioned by path); also the literal form
+    ``geodetect_detect(detector, pattern)``, which runs every matching scene in one task."""
+
+    @staticmethod
+    def analyze(first, second):
+        from pyspark.sql.types import BinaryType, DoubleType, FloatType, StringType, StructField, StructType
+        from pyspark.sql.udtf import AnalyzeResult, PartitioningColumn
+
+        types = {"string": StringType(), "float": FloatType(), "binary": BinaryType(), "double": DoubleType()}
+        schema = StructType([StructField(n, types[t]) for n, t in (f.split() for f in _UDTF_SCHEMA.split(", "))])
+        if first.isTable:
+            col = first.dataType.fields[0].name
+            return AnalyzeResult(schema=schema, partitionBy=[PartitioningColumn(col)])
+        return AnalyzeResult(schema=schema)
+
+    def eval(self, first, second):
+        from pyspark.sql import Row
+
+        if isinstance(first, Row):  # TABLE form: one scene per input row
+            detector, paths = second, [first[0]]
+        else:
+            detector, paths = first, _expand(second)
+        yield from self._detect(detector, paths)
+
+    def _detect(self, detector, paths):
         import shapely
 
         from geodetect.pipeline import detect_scene, make_options
@@ -206,7 +443,7 @@ class _DetectUDTF:
 
         det = resolve_detector(detector)
         opts = make_options(det.spec, progress=False)
-        for path in _expand(pattern):
+        for path in paths:
             gdf, _ = detect_scene(det, path, opts)
             wkb = shapely.to_wkb(gdf.geometry.values)
             for row, g in zip(gdf.itertuples(index=False), wkb):
@@ -215,13 +452,18 @@ class _DetectUDTF:
 
 
 def register(spark, *, detections=None, view: str = "detections") -> None:
-    """Register the ``geodetect_detect`` table function (a Python UDTF) and, if given, a detections view."""
+    """Register the ``geodetect_detect`` table function (a Python UDTF) and, if given, a detections view.
+
+    ``SELECT * FROM geodetect_detect(TABLE(scenes), 'vehicle-detector')`` runs the
+    scenes whose paths are the first column of ``scenes`` (one task per group of
+    paths: spread over executors; each scene whole, with the seam rules of a local
+    run). Geometries are WKB in ``geometry``: ``ST_GeomFromWKB(geometry)`` makes
+    them Sedona geometries for spatial joins.
+    """
     _pyspark()
     from pyspark.sql.functions import udtf
 
-    schema = ("detector string, detector_version string, scene_id string, class_name string, score float, "
-              "geometry binary, area_m2 double")
-    spark.udtf.register("geodetect_detect", udtf(_DetectUDTF, returnType=schema))
+    spark.udtf.register("geodetect_detect", udtf(_DetectUDTF))
     if detections is not None:
         detections.createOrReplaceTempView(view)
     if not sedona_available(spark):
@@ -261,70 +503,250 @@ def _assign_partitions(regions_wkb: list, orders, crs_wkt: str):
     return fn
 
 
-def aggregate(sdf, regions, by: str, *, name_col: str | None = None, classes=None, crs="EPSG:4326"):
+def aggregate(sdf, regions, by: str, *, name_col: str | None = None, classes=None, crs="EPSG:4326",
+              method: str | None = None):
     """Counts, areas and densities per region and class of a Spark detections DataFrame.
 
     Same result, same border rule and same columns as :func:`geodetect.aggregate`.
     ``regions`` is a GeoDataFrame or a vector file (small: it is broadcast).
-    With Apache Sedona registered in the session the aggregation runs
-    :data:`geodetect.engines.AGGREGATE_SQL` on Spark; without it, a broadcast
-    join against an STRtree inside ``mapInPandas`` assigns detections to
-    regions and Spark sums them. Which path ran is logged once. Only the small
+    ``method``: ``"sedona"`` runs :data:`geodetect.engines.AGGREGATE_SQL` (the
+    SQL SedonaDB runs) on Spark with Sedona's spatial join; ``"strtree"`` assigns
+    detections to regions with an STRtree inside ``mapInPandas`` (a broadcast
+    join) and Spark sums them; None picks Sedona when it is registered. Which
+    path ran is in ``result.attrs["geodetect"]["path"]``. Only the small
     region x class table reaches the driver.
     """
     _pyspark()
+    from geodetect.analytics import _classes_table, _prepare_regions, _with_region_columns
+
+    spark = sdf.sparkSession
+    if method not in (None, "sedona", "strtree"):
+        raise ConfigError(f"method must be 'sedona', 'strtree' or None, not {method!r}")
+    if method == "sedona" and not sedona_available(spark):
+        raise MissingDependencyError(f"method='sedona' needs Apache Sedona in the Spark session: use gds.session(), or "
+                                     f"start Spark with spark.jars.packages={SEDONA_PACKAGES}")
+    reg = _prepare_regions(regions, by, name_col, crs)
+    if classes is None:
+        classes = [r.class_name for r in sdf.select("class_name").distinct().collect()]
+    res, path = _counts(sdf, reg, _classes_table(classes), method)
+    out = _with_region_columns(res, reg, lead=("class_name",))
+    out.attrs["geodetect"] = {"engine": "spark", "path": path}
+    return out
+
+
+def _counts(sdf, reg, cls, method):
+    """Normalised region x class counts (with ``_region_order``) and the path that made them."""
     import numpy as np
     import shapely
     from pyspark.sql import functions as F
 
-    from geodetect.analytics import _classes_table, _normalise_counts, _prepare_regions, _with_region_columns
+    from geodetect.analytics import _normalise_counts
     from geodetect.engines.geopandas import complete
 
-    reg = _prepare_regions(regions, by, name_col, crs)
-    if classes is None:
-        classes = [r.class_name for r in sdf.select("class_name").distinct().collect()]
-    cls = _classes_table(classes)
     spark = sdf.sparkSession
-    if sedona_available(spark):
+    if method == "sedona" or (method is None and sedona_available(spark)):
         path = "sedona"
         res = _aggregate_sedona(spark, sdf, reg, cls)
     else:
-        path = "broadcast STRtree join (Sedona not registered)"
+        path = "broadcast STRtree join" + ("" if method == "strtree" else " (Sedona not registered)")
         table = reg.table
         fn = _assign_partitions([bytes(w) for w in shapely.to_wkb(np.asarray(table.geometry.values, dtype=object))],
                                 table["_region_order"].to_numpy(np.int64), table.crs.to_wkt())
-        assigned = sdf.select("class_name", "geometry", "area_m2").mapInPandas(fn, schema=_ASSIGNED_SCHEMA)
+        assigned = _wkb_frame(sdf).select("class_name", "geometry", "area_m2").mapInPandas(fn, schema=_ASSIGNED_SCHEMA)
         per = (assigned.groupBy("_region_order", "class_name")
                .agg(F.count(F.lit(1)).alias("n"), F.sum("_area_q").alias("area_q")).toPandas())
         res = complete(per.astype({"n": "int64", "area_q": "int64"}), table, cls)
     if path not in _warned_paths:
         _warned_paths.add(path)
-        log.warning("geodetect.spark.aggregate: %s%s", path,
-                    "" if path == "sedona" else f"; to run Sedona SQL start Spark with spark.jars.packages={SEDONA_PACKAGES}")
-    out = _with_region_columns(_normalise_counts(res), reg, lead=("class_name",))
-    out.attrs["geodetect"] = {"engine": "spark", "path": path}
-    return out
+        log.info("geodetect.spark.aggregate: %s%s", path,
+                 "" if path == "sedona" or method == "strtree" else
+                 f"; to run Sedona SQL start Spark with spark.jars.packages={SEDONA_PACKAGES}")
+    return _normalise_counts(res), path
 
 
-def _aggregate_sedona(spark, sdf, reg, cls):  # pragma: no cover - needs the Sedona jars (SEDONA_JARS)
+def _regions_frame(spark, reg):
+    """The prepared regions as a Spark DataFrame with a Sedona geometry."""
     import shapely
     from pyspark.sql import functions as F
 
-    from geodetect.engines import AGGREGATE_SQL
-
-    regions = spark.createDataFrame(
+    return spark.createDataFrame(
         [(int(o), float(a), bytes(w)) for o, a, w in zip(reg.table["_region_order"], reg.table["region_area_km2"],
                                                          shapely.to_wkb(reg.table.geometry.values))],
         "_region_order long, region_area_km2 double, wkb binary",
     ).withColumn("geometry", F.expr("ST_GeomFromWKB(wkb)")).drop("wkb")
-    dets = (sdf.withColumn("_det_id", F.monotonically_increasing_id())
-            .withColumn("_area_q", F.floor(F.col("area_m2") * 1000.0 + 0.5).cast("long"))
-            .withColumn("geometry", F.expr("CASE WHEN ST_GeometryType(ST_GeomFromWKB(geometry)) = 'ST_Point' "
-                                           "THEN ST_GeomFromWKB(geometry) ELSE ST_PointOnSurface(ST_GeomFromWKB(geometry)) END"))
-            .select("_det_id", "class_name", "_area_q", "geometry"))
+
+
+def _point_detections(sdf, keep=("class_name",)):
+    """Detections as Sedona points (points as they are, others their point on surface) with ``_area_q``."""
+    from pyspark.sql import functions as F
+
+    g = _geometry_expr(sdf)
+    return (sdf.withColumn("_area_q", F.floor(F.col("area_m2") * 1000.0 + 0.5).cast("long"))
+            .withColumn("_g", F.expr(g))
+            .withColumn("geometry", F.expr("CASE WHEN ST_GeometryType(_g) = 'ST_Point' THEN _g "
+                                           "ELSE ST_PointOnSurface(_g) END"))
+            .select(*keep, "_area_q", "geometry"))
+
+
+def _aggregate_sedona(spark, sdf, reg, cls):
+    from pyspark.sql import functions as F
+
+    from geodetect.engines import AGGREGATE_SQL
+
+    dets = _point_detections(sdf.withColumn("_det_id", F.monotonically_increasing_id()),
+                             keep=("_det_id", "class_name"))
     classes = spark.createDataFrame([(c,) for c in cls["class_name"]], "class_name string")
+    _regions_frame(spark, reg).createOrReplaceTempView("_gd_regions")
     dets.createOrReplaceTempView("_gd_detections")
-    regions.createOrReplaceTempView("_gd_regions")
     classes.createOrReplaceTempView("_gd_classes")
     q = AGGREGATE_SQL.format(detections="_gd_detections", regions="_gd_regions", classes="_gd_classes")
     return spark.sql(q).toPandas()
+
+
+def heatmap(sdf, resolution: int = 7):
+    """Counts of Spark detections per H3 cell and class with Sedona's H3 functions; equals :func:`geodetect.heatmap`.
+
+    The cell of each detection (its point, or its point on surface) is found on
+    Spark with ``ST_H3CellIDs``; only the cell x class counts reach the driver,
+    where the cells' polygons are built exactly as ``gd.heatmap`` builds them.
+    Detections not in EPSG:4326 are moved there with Sedona's ``ST_Transform``.
+    """
+    import geopandas as gpd
+    import numpy as np
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from geodetect.analytics import _cell_polygons, _import_h3
+    from geodetect.regions import split_antimeridian
+
+    spark = sdf.sparkSession
+    if not sedona_available(spark):
+        raise MissingDependencyError("gds.heatmap needs Apache Sedona in the Spark session: use gds.session(), or "
+                                     f"start Spark with spark.jars.packages={SEDONA_PACKAGES}")
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or not 0 <= int(resolution) <= 15:
+        raise ConfigError(f"H3 resolution must be an integer from 0 to 15, not {resolution!r}")
+    res = int(resolution)
+    pts = _point_detections(sdf)
+    if _is_sedona_geometry(sdf):
+        srid = sdf.select(F.expr("ST_SRID(geometry)").alias("s")).limit(1).collect()
+        if srid and srid[0].s not in (0, 4326):
+            pts = pts.withColumn("geometry", F.expr(f"ST_Transform(geometry, 'EPSG:{int(srid[0].s)}', 'EPSG:4326')"))
+    empty = "geometry IS NULL OR ST_IsEmpty(geometry)"
+    cells = (pts.select("class_name", F.expr(f"CASE WHEN {empty} THEN NULL ELSE "
+                                              f"lower(hex(element_at(ST_H3CellIDs(geometry, {res}, false), 1))) END")
+                        .alias("h3_cell"))
+             .groupBy("h3_cell", "class_name").agg(F.count(F.lit(1)).alias("count"))
+             .orderBy("h3_cell", "class_name").toPandas())  # one pass over the detections
+    skipped = int(cells.loc[cells["h3_cell"].isna(), "count"].sum())
+    cells = cells[cells["h3_cell"].notna()].reset_index(drop=True)
+    h3 = _import_h3()
+    uniq = list(dict.fromkeys(cells["h3_cell"]))
+    polys = split_antimeridian(_cell_polygons(h3, uniq)) if uniq else np.array([], dtype=object)
+    idx = {c: i for i, c in enumerate(uniq)}
+    out = gpd.GeoDataFrame(
+        {"h3_cell": cells["h3_cell"].to_numpy(object), "class_name": cells["class_name"].to_numpy(object),
+         "count": cells["count"].to_numpy(np.int64)},
+        geometry=gpd.GeoSeries(polys[[idx[c] for c in cells["h3_cell"]]] if len(cells) else [], crs="EPSG:4326"),
+        crs="EPSG:4326",
+    )
+    if not len(out):
+        out = out.astype({"h3_cell": object, "class_name": object, "count": np.int64})
+    out.attrs["geodetect"] = {"resolution": res, "detections": int(pd.Series(cells["count"]).sum()),
+                              "skipped_empty": skipped}
+    return out
+
+
+def _change_keys(grid_size):
+    """mapInPandas function: detections -> the matching key of ``gd.change`` (normalised WKB) with class and area."""
+
+    def fn(batches):
+        import numpy as np
+        import pandas as pd
+        import shapely
+
+        for pdf in batches:
+            g = shapely.from_wkb([None if w is None else bytes(w) for w in pdf["geometry"]])
+            ok = ~(shapely.is_missing(g) | shapely.is_empty(g))
+            g = g[ok]
+            if grid_size:
+                g = shapely.set_precision(g, grid_size)
+            yield pd.DataFrame({
+                "_key": pd.Series(list(shapely.to_wkb(shapely.normalize(g))), dtype=object),
+                "class_name": pdf["class_name"].astype(str).to_numpy(object)[ok],
+                "geometry": pdf["geometry"].to_numpy(object)[ok],
+                "area_m2": pdf["area_m2"].to_numpy(np.float64)[ok],
+            })
+
+    return fn
+
+
+def change(before, after, regions, by: str, *, name_col: str | None = None, grid_size: float | None = None,
+           crs="EPSG:4326"):
+    """:func:`geodetect.change` for two Spark detections DataFrames (same CRS, ``crs``); the same report.
+
+    Deltas are two :func:`aggregate` runs; transitions match detections by
+    identical normalised geometry on Spark (a join on the key), and the matched
+    ones are assigned to regions with Sedona's spatial join. Only region tables
+    reach the driver.
+    """
+    import numpy as np
+    import pandas as pd
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from geodetect.analytics import (_AREA_QUANTUM, ChangeReport, _classes_table, _prepare_regions,
+                                     _with_region_columns)
+    from geodetect.engines import ASSIGN_SQL
+
+    spark = after.sparkSession
+    if not sedona_available(spark):
+        raise MissingDependencyError("gds.change needs Apache Sedona in the Spark session: use gds.session()")
+    classes = sorted({r.class_name for r in before.select("class_name").union(after.select("class_name"))
+                      .distinct().collect()})
+    reg = _prepare_regions(regions, by, name_col, crs)
+    cls = _classes_table(classes)
+    cb, _ = _counts(before, reg, cls, "sedona")
+    ca, _ = _counts(after, reg, cls, "sedona")
+    keys = ["_region_order", "class_name"]
+    d = cb[keys + ["count", "area_m2"]].merge(ca[keys + ["count", "area_m2"]], on=keys, suffixes=("_before", "_after"))
+    d["count_delta"] = d["count_after"] - d["count_before"]
+    d["area_m2_delta"] = d["area_m2_after"] - d["area_m2_before"]
+    d = d[keys + ["count_before", "count_after", "count_delta", "area_m2_before", "area_m2_after", "area_m2_delta"]]
+    deltas = _with_region_columns(d, reg, lead=("class_name",))
+
+    schema = "_key binary, class_name string, geometry binary, area_m2 double"
+    w = Window.partitionBy("_key").orderBy("class_name")
+
+    def keyed(sdf):
+        k = _wkb_frame(sdf).select("class_name", "geometry", "area_m2").mapInPandas(_change_keys(grid_size), schema)
+        return k.withColumn("_nth", F.row_number().over(w))
+
+    kb, ka = keyed(before).persist(), keyed(after).persist()
+    try:
+        m = (kb.select("_key", "_nth", F.col("class_name").alias("class_before"))
+             .join(ka.select("_key", "_nth", F.col("class_name").alias("class_after"), "geometry", "area_m2"),
+                   ["_key", "_nth"]))
+        m = m.withColumn("_det_id", F.monotonically_increasing_id())
+        pts = _point_detections(m, keep=("_det_id", "class_before", "class_after"))
+        _regions_frame(spark, reg).createOrReplaceTempView("_gd_regions")
+        pts.withColumn("class_name", F.lit("")).createOrReplaceTempView("_gd_matched")
+        assigned = spark.sql(ASSIGN_SQL.format(detections="_gd_matched", regions="_gd_regions"))
+        t = (assigned.join(pts.select("_det_id", "class_before", "class_after"), "_det_id")
+             .groupBy("_region_order", "class_before", "class_after")
+             .agg(F.count(F.lit(1)).alias("count"), F.sum("_area_q").alias("area_q"))
+             .orderBy("_region_order", "class_before", "class_after").toPandas())
+        n_b, n_a, n_m = kb.count(), ka.count(), m.count()
+    finally:
+        kb.unpersist()
+        ka.unpersist()
+    t = pd.DataFrame({
+        "_region_order": t["_region_order"].to_numpy(np.int64),
+        "class_before": t["class_before"].to_numpy(object),
+        "class_after": t["class_after"].to_numpy(object),
+        "count": t["count"].to_numpy(np.int64),
+        "area_m2": t["area_q"].to_numpy(np.int64).astype(np.float64) / _AREA_QUANTUM,
+        "changed": (t["class_before"] != t["class_after"]).to_numpy(bool),
+    })
+    transitions = _with_region_columns(t, reg, lead=("class_before", "class_after"))
+    return ChangeReport(deltas=deltas, transitions=transitions, matched=int(n_m), unmatched_before=int(n_b - n_m),
+                        unmatched_after=int(n_a - n_m), attrs={"engine": "spark"})

@@ -64,26 +64,22 @@ def write_raster(tmp_path):
 
 @pytest.fixture(scope="session")
 def spark():
-    """One local[2] Spark session for the whole test run (it takes seconds to start)."""
+    """One local[2] Spark session with Apache Sedona registered, for the whole test run (it takes seconds to start).
+
+    The Sedona jars come from `make jars` (Maven Central into build/jars): without them this fails
+    with the coordinates to fetch; it never skips.
+    """
     import os
-    import sys
     from pathlib import Path
 
     pytest.importorskip("pyspark", reason="pyspark is not installed")
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ["PYSPARK_PYTHON"] = sys.executable
     tests = str(Path(__file__).parent)
     os.environ["PYTHONPATH"] = os.pathsep.join([tests] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-    from pyspark.sql import SparkSession
+    from geodetect import spark as gds
 
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("geodetect-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.driver.memory", "2g")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
+    session = gds.session(master="local[2]", app_name="geodetect-tests",
+                          conf={"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g",
+                                # a Thrift server started from this session shares its views and functions
+                                "spark.sql.hive.thriftServer.singleSession": "true"})
     yield session
     session.stop()

@@ -1,4 +1,5 @@
-"""Spark: inference inside tasks, big scenes split in blocks without seams, the SQL table function."""
+"""Spark with Apache Sedona registered (the shared `spark` fixture): inference inside tasks, big scenes split in
+blocks without seams, Sedona geometry columns, aggregation (Sedona SQL and the STRtree fallback), the SQL table function."""
 
 import os
 from pathlib import Path
@@ -25,11 +26,7 @@ def _spots(write_raster, name, shape, n, seed, half=2):
 
 
 def _to_gdf(sdf):
-    pdf = sdf.toPandas()
-    geom = shapely.from_wkb(pdf.pop("geometry").to_numpy())
-    pdf = pdf.drop(columns=["block"])
-    gdf = gpd.GeoDataFrame(pdf, geometry=geom, crs="EPSG:4326")
-    return gdf[["detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2"]]
+    return gds.to_geopandas(sdf)
 
 
 @pytest.mark.slow
@@ -40,7 +37,10 @@ def test_spark_matches_local_with_blocks(spark, write_raster, det):
     units = gds.plan(scenes, det, block_rows=2)
     assert len(units) > len(scenes)  # scenes really were split into blocks
     sdf = gds.detect(spark, scenes, det, block_rows=2)
-    assert sdf.columns[:7] == ["detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2"]
+    assert sdf.columns == ["detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2",
+                           "block", "geometry_wkb"]
+    assert type(sdf.schema["geometry"].dataType).__name__ == "GeometryType"  # a Sedona geometry, SRID set
+    assert {r.s for r in sdf.limit(1).selectExpr("ST_SRID(geometry) AS s").collect()} == {4326}
     got = _to_gdf(sdf)
     assert_detections_equal(got, local, tolerance=1e-9)
 
@@ -61,16 +61,34 @@ def test_sql_table_function_and_view(spark, write_raster, tmp_path):
     try:
         gds.register(spark, detections=gds.detect(spark, [scene], BrightPoints))
         n_view = spark.sql("SELECT COUNT(*) AS n FROM detections").collect()[0].n
-        # the UDTF runs in a Python worker, which knows only installed detectors: use the built-in one
-        from geodetect.simulate import make_scene
-
-        rook = make_scene(tmp_path / "rookery" / "r1.tif", size=(512, 512), n_objects=12, seed=3).path
-        pattern = str(tmp_path / "rookery" / "r*.tif")
-        n_udtf = spark.sql(f"SELECT COUNT(*) AS n FROM geodetect_detect('sea-lion-counter', '{pattern}')").collect()[0].n
     finally:
         gd.plugins.unregister_detector(BrightPoints.spec.name)
     assert n_view == len(gd.detect(scene, BrightPoints, progress=False)) > 0
-    assert n_udtf == len(gd.detect(rook, "sea-lion-counter", progress=False)) > 0
+
+    # the UDTF runs in a Python worker, which knows only installed detectors: use the built-in one
+    from geodetect.simulate import make_scene
+
+    rooks = [make_scene(tmp_path / "rookery" / f"r{i}.tif", size=(384, 384), n_objects=10, seed=3 + i).path
+             for i in range(2)]
+    local = gd.detect(rooks, "sea-lion-counter", progress=False)
+    pattern = str(tmp_path / "rookery" / "r*.tif")
+    n_udtf = spark.sql(f"SELECT COUNT(*) AS n FROM geodetect_detect('sea-lion-counter', '{pattern}')").collect()[0].n
+    assert n_udtf == len(local) > 0
+    # the TABLE form: one row per scene, spread over tasks; joined with regions by Sedona in the same query
+    paths = ", ".join(f"('{p}')" for p in rooks)
+    spark.sql(f"CREATE OR REPLACE TEMP VIEW scenes AS SELECT path FROM VALUES {paths} AS t(path)")
+    regions = gpd.GeoDataFrame({"half": ["w", "e"]}, crs="EPSG:4326", geometry=[
+        shapely.box(*local.total_bounds[:1], local.total_bounds[1], float(np.median(local.geometry.x)), local.total_bounds[3]),
+        shapely.box(float(np.median(local.geometry.x)), local.total_bounds[1], *local.total_bounds[2:])])
+    spark.createDataFrame([(h, bytes(w)) for h, w in zip(regions.half, shapely.to_wkb(regions.geometry.values))],
+                          "half string, wkb binary").selectExpr("half", "ST_GeomFromWKB(wkb) AS geometry") \
+        .createOrReplaceTempView("halves")
+    tab = gds.to_geopandas(spark.sql("SELECT * FROM geodetect_detect(TABLE(scenes), 'sea-lion-counter')"))
+    assert_detections_equal(tab, local)
+    per = spark.sql("SELECT h.half, d.class_name, COUNT(*) AS n FROM geodetect_detect(TABLE(scenes), 'sea-lion-counter') d "
+                    "JOIN halves h ON ST_Intersects(h.geometry, ST_GeomFromWKB(d.geometry)) GROUP BY 1, 2").toPandas()
+    want = gpd.sjoin(local, regions, predicate="intersects").groupby(["half", "class_name"]).size()
+    assert dict(zip(zip(per.half, per.class_name), per.n)) == {k: int(v) for k, v in want.items()}
 
 
 def test_plan_splits_big_scenes_by_tile_rows(write_raster):
@@ -90,18 +108,58 @@ def test_units_one_per_partition_biggest_first(spark):
     assert [(p[0].r0, p[0].block) for p in parts[1:3]] == [(0, 0), (4, 1)]  # ties keep their order
 
 
-def test_missing_sedona_is_reported_with_coordinates(spark, caplog):
+def test_missing_sedona_is_reported_with_coordinates(spark, tmp_path, monkeypatch, caplog):
     import logging
 
+    from geodetect.errors import MissingDependencyError
+
+    with pytest.raises(MissingDependencyError, match="org.apache.sedona:sedona-spark-shaded") as err:
+        gds.sedona_jars(tmp_path)
+    assert "make jars" in str(err.value)
+    assert len(gds.sedona_jars()) == 2  # `make jars` put both in build/jars
+    monkeypatch.setattr(gds, "sedona_available", lambda spark: False)
     with caplog.at_level(logging.INFO, logger="geodetect"):
         gds.register(spark)
-    assert not gds.sedona_available(spark)
     assert "spark.jars.packages=org.apache.sedona:sedona-spark-shaded" in caplog.text
+
+
+def test_makefile_fetches_the_coordinates_the_code_expects():
+    make = (Path(__file__).parent.parent / "Makefile").read_text()
+    for coord in gds.SEDONA_COORDINATES:
+        assert coord in make
+
+
+def test_sedona_not_spark_runs_the_st_functions(spark):
+    """Sedona is registered, and its expressions (not any built-in ST_ function) are what run."""
+    assert gds.sedona_available(spark)
+    assert spark.conf.get("spark.serializer") == "org.apache.spark.serializer.KryoSerializer"
+    assert "SedonaSqlExtensions" in spark.conf.get("spark.sql.extensions")
+    df = spark.sql("SELECT ST_Intersects(ST_GeomFromWKT('POLYGON((0 0,0 3,3 3,3 0,0 0))'), ST_Point(a, 1.0)) AS i, "
+                   "ST_H3CellIDs(ST_Point(a, 1.0), 5, false) AS h FROM VALUES (1.0) AS t(a)")
+    plan = df._jdf.queryExecution().analyzed().toString()
+    assert "org.apache.spark.sql.sedona_sql.expressions.ST_Intersects" in plan
+    assert "org.apache.spark.sql.sedona_sql.expressions.ST_H3CellIDs" in plan  # a function only Sedona has
+    assert df.collect()[0].i is True
+
+
+def test_wrong_worker_python_is_one_clear_error(spark, monkeypatch, tmp_path):
+    """A worker Python without geodetect / pyarrow: ConfigError naming that interpreter and PYSPARK_PYTHON."""
+    import sys
+
+    from geodetect.errors import ConfigError
+
+    assert gds.check_workers(spark) == sys.executable
+    sc = spark.sparkContext
+    for exe in ("/usr/bin/python3", str(tmp_path / "no-such-python")):
+        monkeypatch.setattr(sc, "pythonExec", exe)
+        with pytest.raises(ConfigError, match="PYSPARK_PYTHON") as err:
+            gds.check_workers(spark)
+        assert exe in str(err.value) and "Traceback" not in str(err.value)
 
 
 @pytest.mark.slow
 def test_spark_aggregate_matches_sedonadb(spark, tmp_path):
-    """Same counts on Spark (broadcast STRtree fallback) as on SedonaDB, border and antimeridian points included."""
+    """Same counts with Sedona SQL on Spark, the STRtree fallback and SedonaDB: border and antimeridian points included."""
     import geopandas as gpd
 
     from geodetect.frames import make_detections
@@ -124,95 +182,13 @@ def test_spark_aggregate_matches_sedonadb(spark, tmp_path):
          for r in pdf.itertuples()],
         "detector string, detector_version string, scene_id string, class_name string, score float, geometry binary, area_m2 double",
     )
-    remote = gds.aggregate(sdf, counties, by="fips")
-    assert remote.attrs["geodetect"]["path"].startswith("broadcast")
     import pandas as pd
 
-    pd.testing.assert_frame_equal(remote.reset_index(drop=True), local.reset_index(drop=True), check_exact=True)
+    for sdf_ in (sdf, gds._with_sedona_geometry(sdf, 4326)):  # WKB and Sedona geometry columns
+        sedona = gds.aggregate(sdf_, counties, by="fips")
+        fallback = gds.aggregate(sdf_, counties, by="fips", method="strtree")
+        assert sedona.attrs["geodetect"]["path"] == "sedona"
+        assert fallback.attrs["geodetect"]["path"].startswith("broadcast STRtree")
+        for remote in (sedona, fallback):
+            pd.testing.assert_frame_equal(remote.reset_index(drop=True), local.reset_index(drop=True), check_exact=True)
     assert local["count"].sum() > 200
-
-
-SEDONA_SCRIPT = """
-import os, sys, json
-import numpy as np, geopandas as gpd, shapely
-from pyspark.sql import SparkSession
-from sedona.spark import SedonaContext
-spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
-         .config("spark.jars", os.environ["SEDONA_JARS"]).getOrCreate())
-spark = SedonaContext.create(spark)
-import geodetect as gd
-from geodetect import spark as gds
-from geodetect.frames import make_detections
-counties = gpd.read_file(sys.argv[1])
-pts = list(counties.sample(30, random_state=1).geometry.sample_points(4, rng=1).explode().values)
-dets = make_detections("x", "1", "s", ["car"] * len(pts), np.ones(len(pts)), pts, np.zeros(len(pts)), "EPSG:4326")
-sdf = spark.createDataFrame([(r.detector, r.detector_version, r.scene_id, r.class_name, 1.0, bytes(w), 0.0)
-                             for r, w in zip(dets.itertuples(), shapely.to_wkb(dets.geometry.values))],
-                            "detector string, detector_version string, scene_id string, class_name string, "
-                            "score float, geometry binary, area_m2 double")
-assert gds.sedona_available(spark)
-remote = gds.aggregate(sdf, counties, by="fips")
-local = gd.aggregate(dets, counties, by="fips")
-assert remote.attrs["geodetect"]["path"] == "sedona"
-assert (remote["count"].to_numpy() == local["count"].to_numpy()).all()
-print("ok")
-"""
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("SEDONA_JARS"),
-                    reason="needs the Sedona Spark jars: set SEDONA_JARS to a comma-separated list of their paths "
-                           "(sedona-spark-shaded-4.1_2.13-1.9.1.jar, geotools-wrapper-1.9.1-33.5.jar)")
-def test_spark_aggregate_with_sedona_runs_the_same_sql():
-    import subprocess
-    import sys
-
-    counties = Path(__file__).parent.parent / "sample_data" / "counties_demo.geojson"
-    out = subprocess.run([sys.executable, "-c", SEDONA_SCRIPT, str(counties)], capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
-
-
-RETRY_SCRIPT = """
-import os, sys, json
-os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"; os.environ["PYSPARK_PYTHON"] = sys.executable
-sys.path.insert(0, sys.argv[1])
-from pyspark.sql import SparkSession
-spark = (SparkSession.builder.master("local[2,3]").config("spark.ui.enabled", "false").getOrCreate())
-spark.sparkContext.setLogLevel("OFF")
-import numpy as np, shapely, geopandas as gpd
-import geodetect as gd
-from geodetect import spark as gds
-from geodetect.testing import assert_detections_equal
-from detectors import FlakyPoints
-scenes = sys.argv[3:]
-os.environ["GEODETECT_FLAKY_DIR"] = sys.argv[2]
-pdf = gds.detect(spark, scenes, FlakyPoints, block_rows=2).toPandas()
-got = gpd.GeoDataFrame(pdf.drop(columns=["geometry", "block"]), geometry=shapely.from_wkb(pdf["geometry"].to_numpy()),
-                       crs="EPSG:4326")[["detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2"]]
-os.environ.pop("GEODETECT_FLAKY_DIR")  # the driver's local reference run must not fail
-want = gd.detect(scenes, FlakyPoints, progress=False)
-assert_detections_equal(got, want)
-print(json.dumps({"rows": len(got), "failed_attempts": len(os.listdir(sys.argv[2]))}))
-"""
-
-
-@pytest.mark.slow
-def test_failed_and_retried_tasks_give_no_duplicates(write_raster, tmp_path):
-    """Two tasks fail mid-way and are retried: the result equals a local run exactly, no duplicates."""
-    import json
-    import subprocess
-    import sys
-
-    scenes = [_spots(write_raster, f"f{i}.tif", (320, 300), 50, 10 + i) for i in range(2)]
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    tests = str(Path(__file__).parent)
-    env = {**os.environ, "GEODETECT_FLAKY_DIR": str(marks),
-           "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", RETRY_SCRIPT, str(Path(__file__).parent), str(marks), *scenes],
-                         capture_output=True, text=True, timeout=600, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    assert res["failed_attempts"] == 2  # two tasks failed mid-way and were retried
-    assert res["rows"] > 50

@@ -1,0 +1,65 @@
+"""A real SQL client: a Spark Thrift server started on 127.0.0.1 from the test session (geodetect and Sedona
+registered), queried over JDBC with the `beeline` that ships inside pyspark: detection, a Sedona join, group by."""
+
+import os
+import socket
+import subprocess
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+
+import geodetect as gd
+
+gds = pytest.importorskip("geodetect.spark")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_thrift_server_and_beeline_run_detection_join_and_group_by(spark, tmp_path):
+    import pyspark
+
+    from geodetect.simulate import make_scene
+
+    rooks = [make_scene(tmp_path / f"t{i}.tif", size=(320, 320), n_objects=8, seed=11 + i).path for i in range(2)]
+    local = gd.detect(rooks, "sea-lion-counter", progress=False)
+    xmed = float(np.median(local.geometry.x))
+    x0, y0, x1, y1 = local.total_bounds
+    regions = gpd.GeoDataFrame({"half": ["w", "e"]}, geometry=[shapely.box(x0, y0, xmed, y1), shapely.box(xmed, y0, x1, y1)],
+                               crs="EPSG:4326")
+    want = gpd.sjoin(local, regions, predicate="intersects").groupby(["half", "class_name"]).size()
+
+    gds.register(spark)
+    spark.createDataFrame([(h, bytes(w)) for h, w in zip(regions.half, shapely.to_wkb(regions.geometry.values))],
+                          "half string, wkb binary").selectExpr("half", "ST_GeomFromWKB(wkb) AS geometry") \
+        .createOrReplaceTempView("thrift_halves")
+    port = _free_port()
+    spark.conf.set("hive.server2.thrift.port", str(port))
+    spark.conf.set("hive.server2.thrift.bind.host", "127.0.0.1")
+    server = spark._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
+        spark._jsparkSession.sqlContext())
+    try:
+        paths = ", ".join(f"('{p}')" for p in rooks)
+        query = (f"CREATE OR REPLACE TEMP VIEW thrift_scenes AS SELECT path FROM VALUES {paths} AS t(path);\n"
+                 "SELECT h.half, d.class_name, count(*) AS n "
+                 "FROM geodetect_detect(TABLE(thrift_scenes), 'sea-lion-counter') d "
+                 "JOIN thrift_halves h ON ST_Intersects(h.geometry, ST_GeomFromWKB(d.geometry)) "
+                 "GROUP BY 1, 2 ORDER BY 1, 2;\n")
+        beeline = os.path.join(os.path.dirname(pyspark.__file__), "bin", "beeline")
+        env = {**os.environ, "SPARK_HOME": os.path.dirname(pyspark.__file__)}
+        out = subprocess.run([beeline, "-u", f"jdbc:hive2://127.0.0.1:{port}/default", "-n", "geodetect",
+                              "--silent=true", "--outputformat=csv2", "-e", query],
+                             capture_output=True, text=True, timeout=600, env=env, stdin=subprocess.DEVNULL)
+    finally:
+        server.stop()
+    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
+    lines = [ln for ln in out.stdout.splitlines() if ln.strip() and ln.strip() != "Result"]  # "Result": the CREATE VIEW
+    assert lines[0] == "half,class_name,n", lines
+    got = {(a, b): int(n) for a, b, n in (ln.split(",") for ln in lines[1:])}
+    assert got == {k: int(v) for k, v in want.items()} and sum(got.values()) > 0
