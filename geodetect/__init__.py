@@ -12,7 +12,7 @@ from geodetect.counts import counts
 from geodetect.errors import GeodetectError
 from geodetect.frames import read, write
 from geodetect.pipeline import detect
-from geodetect.plugins import Detector, DetectorSpec, Task, list_detectors, register_detector
+from geodetect.plugins import Detector, DetectorSpec, Task, list_detectors, register_detector, register_model
 from geodetect.viz import quicklook, quicklook_counts, to_kepler
 
 __version__ = "0.1.0"
@@ -30,6 +30,7 @@ __all__ = [
     "quicklook_counts",
     "read",
     "register_detector",
+    "register_model",
     "list_detectors",
     "Detector",
     "DetectorSpec",
@@ -41,7 +42,7 @@ __all__ = [
 
 def __getattr__(name: str):
     """``gd.testing``, ``gd.simulate``, ``gd.spark``, ``gd.plugins``: submodules imported on first use."""
-    if name in ("testing", "simulate", "spark", "plugins", "evaluate", "runs"):
+    if name in ("testing", "simulate", "spark", "plugins", "evaluate", "runs", "mlm", "stac", "export"):
         import importlib
 
         return importlib.import_module(f"geodetect.{name}")

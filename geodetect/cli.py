@@ -93,8 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_detect)
 
     ls = sub.add_parser("detectors", help="list detectors, or show one", description="List the installed detectors.")
-    ls.add_argument("action", nargs="?", choices=["info"], help="`info NAME` shows one detector in full")
-    ls.add_argument("name", nargs="?", help="detector name for `info`")
+    ls.add_argument("action", nargs="?", choices=["info", "add", "remove", "export"],
+                    help="`info NAME` shows one detector in full; `add MLM.json` adds an ONNX model described by a "
+                    "STAC MLM document; `remove NAME` removes one so added; `export NAME --onnx --out DIR` writes "
+                    "the ONNX + MLM pair of a Keras detector")
+    ls.add_argument("name", nargs="?", help="detector name (info, remove, export) or MLM document (add)")
+    ls.add_argument("--onnx", action="store_true", help="export: to ONNX with its STAC MLM document")
+    ls.add_argument("--out", "-o", default=".", help="export: output folder (default: the current one)")
     ls.set_defaults(func=_cmd_detectors)
 
     ev = sub.add_parser(
@@ -286,6 +291,10 @@ def _detect_to_dir(args, options) -> int:
 def _cmd_detectors(args) -> int:
     from geodetect.plugins import get_detector, list_detectors
 
+    if args.action in ("add", "remove", "export"):
+        from geodetect._cli_models import run_models_command
+
+        return run_models_command(args, _say)
     if args.action == "info":
         if not args.name:
             raise ConfigError("`geodetect detectors info` needs a detector name")

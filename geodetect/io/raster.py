@@ -298,8 +298,13 @@ class Scene:
 
 
 def _check_file(path: str) -> None:
+    if path.startswith(("http://", "https://", "/vsicurl/")):
+        from geodetect.io.remote import check_url
+
+        check_url(path)  # 404, no range support, connection refused: one line each, before GDAL tries
+        return
     if "://" in path or path.startswith("/vsi"):
-        return  # remote or virtual paths: let GDAL tell
+        return  # other remote or virtual paths: let GDAL tell
     p = Path(path)
     if not p.exists():
         raise RasterReadError(f"{path}: no such file; check the path")

@@ -6,6 +6,7 @@ from geodetect.plugins.registry import (
     get_detector,
     list_detectors,
     register_detector,
+    register_model,
     resolve_detector,
     unregister_detector,
 )
@@ -24,5 +25,6 @@ __all__ = [
     "get_detector",
     "resolve_detector",
     "register_detector",
+    "register_model",
     "unregister_detector",
 ]

@@ -21,6 +21,7 @@ __all__ = [
     "get_detector",
     "resolve_detector",
     "register_detector",
+    "register_model",
     "unregister_detector",
     "validate_detector_class",
 ]
@@ -121,6 +122,7 @@ def list_detectors(load: bool = False) -> list[DetectorInfo]:
     failures are reported in ``DetectorInfo.error``.
     """
     rows: list[DetectorInfo] = []
+    broken_models = _saved_models()
     eps = _by_name()
     for name, group in eps.items():
         pkg, ver = _dist_of(group[0])
@@ -137,12 +139,20 @@ def list_detectors(load: bool = False) -> list[DetectorInfo]:
     for name, cls in _registered.items():
         if name in eps:
             continue
-        rows.append(DetectorInfo(name, f"{cls.__module__}:{cls.__qualname__}", "(registered)", "", cls.spec))
+        mlm = getattr(cls, "mlm", None)
+        if mlm is not None:  # an ONNX model described by a STAC MLM document
+            rows.append(DetectorInfo(name, mlm.path, "(MLM model)", "", cls.spec))
+        else:
+            rows.append(DetectorInfo(name, f"{cls.__module__}:{cls.__qualname__}", "(registered)", "", cls.spec))
+    for path, err in broken_models.items():
+        rows.append(DetectorInfo(path, path, "(MLM model)", "", None, err))
     return sorted(rows, key=lambda r: r.name)
 
 
 def get_detector(name: str) -> type[Detector]:
     """The detector class registered under ``name`` (imports its plugin)."""
+    if name not in _registered:
+        _saved_models()
     if name in _registered:
         return _registered[name]
     group = _by_name().get(name)
@@ -176,6 +186,24 @@ def register_detector(cls: type[Detector], *, replace: bool = False) -> type[Det
         _registered[name] = cls
         _instances.pop(name, None)
     return cls
+
+
+def register_model(path, *, replace: bool = False) -> type[Detector]:
+    """Register the detector described by a STAC MLM document and its ONNX file (no Python written).
+
+    The document is read and checked now; the ONNX file is verified against its checksum and
+    loaded by onnxruntime on first use. See :mod:`geodetect.mlm` for what the document must say.
+    """
+    from geodetect.mlm import detector_class
+
+    return register_detector(detector_class(path), replace=replace)
+
+
+def _saved_models() -> dict[str, str]:
+    """Register the MLM models added with ``geodetect detectors add``; {path: error} of the broken ones."""
+    from geodetect.mlm import load_saved_models
+
+    return load_saved_models(register_detector)
 
 
 def unregister_detector(name: str) -> None:
