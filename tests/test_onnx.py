@@ -17,8 +17,8 @@ from geodetect.mlm import detector_class, read_mlm, write_mlm
 from geodetect.plugins import DetectorSpec, Task, unregister_detector
 from geodetect.testing import check_detector
 
-onnx = pytest.importorskip("onnx")  # a dependency of the onnx-export extra; onnxruntime is a core dependency
-from onnx import TensorProto, helper  # noqa: E402
+import onnx  # the dev extra (tests build small models with it); onnxruntime is a core dependency
+from onnx import TensorProto, helper
 
 
 def _save(graph, path: Path) -> Path:
@@ -275,7 +275,6 @@ def _scene_for(name: str, tmp_path: Path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["water-segmenter", "vehicle-detector", "building-segmenter", "land-use-classifier"])
 def test_exported_builtin_gives_the_keras_detections(tf, tmp_path, name, monkeypatch):
-    pytest.importorskip("tf2onnx")
     from geodetect.cli import main
 
     monkeypatch.setenv("GEODETECT_CONFIG_DIR", str(tmp_path / "config"))
