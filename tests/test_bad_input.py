@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rasterio.transform import from_origin
 
 import geodetect as gd
@@ -167,7 +169,7 @@ def test_unplaceable_detection_geometries_are_counted_not_dropped_silently():
     regions = gpd.GeoDataFrame({"fips": ["1"]}, geometry=[shapely.box(-1, -1, 2, 2)], crs="EPSG:4326")
     agg = gd.aggregate(dets, regions, by="fips", engine="geopandas")
     assert agg["count"].sum() == 2 and agg.attrs["geodetect"]["skipped_empty"] == 3
-    pytest.importorskip("h3")
+    import h3  # noqa: F401 - a dependency: missing is a failure, not a skip
     hm = gd.heatmap(dets, resolution=5)
     assert hm["count"].sum() == 2 and hm.attrs["geodetect"]["skipped_empty"] == 3
 
@@ -176,7 +178,7 @@ def test_cli_reports_unplaceable_detections(tmp_path):
     import geopandas as gpd
     import shapely
 
-    pytest.importorskip("h3")
+    import h3  # noqa: F401 - a dependency: missing is a failure, not a skip
     dets = gpd.GeoDataFrame({"class_name": ["a"] * 3, "scene_id": ["s"] * 3},
                             geometry=[shapely.Point(1, 1), shapely.Point(float("nan"), 1), None], crs="EPSG:4326")
     dets.to_parquet(tmp_path / "d.parquet")
@@ -257,9 +259,10 @@ def test_band_errors_on_the_cli_name_the_file_its_bands_and_the_option(tmp_path,
     ("INSERT INTO t VALUES (3)", "'INSERT' refused"),
     ("EXPLAIN ANALYZE COPY (SELECT 1) TO '{target}'", "'EXPLAIN' refused"),
     ("/* hi */ COPY (SELECT 1) TO '{target}'", "'COPY' refused"),
+    ("WITH x AS (SELECT 1 AS a) INSERT INTO t SELECT * FROM x", "holds INSERT"),
 ])
 def test_sql_is_read_only_over_registered_tables(tmp_path, query, words):
-    pytest.importorskip("sedonadb")
+    import sedonadb  # noqa: F401 - a dependency: missing is a failure, not a skip
     import pandas as pd
 
     parquet = tmp_path / "secret.parquet"
@@ -272,7 +275,7 @@ def test_sql_is_read_only_over_registered_tables(tmp_path, query, words):
 
 
 def test_sql_read_only_queries_still_run_and_the_opt_in_lifts_the_guard(tmp_path):
-    pytest.importorskip("sedonadb")
+    import sedonadb  # noqa: F401 - a dependency: missing is a failure, not a skip
     import pandas as pd
 
     t = pd.DataFrame({"a": [1, 2]})
@@ -285,7 +288,7 @@ def test_sql_read_only_queries_still_run_and_the_opt_in_lifts_the_guard(tmp_path
 
 
 def test_sql_cli_refuses_copy_and_allow_files_opts_in(tmp_path):
-    pytest.importorskip("sedonadb")
+    import sedonadb  # noqa: F401 - a dependency: missing is a failure, not a skip
     import pandas as pd
 
     tab = tmp_path / "t.parquet"
@@ -673,7 +676,7 @@ def test_resume_over_a_corrupt_part_redoes_that_scene(tmp_path):
 
 
 def test_quicklook_of_detections_nowhere_on_the_scene_is_refused(tmp_path):
-    pytest.importorskip("matplotlib")
+    import matplotlib  # noqa: F401 - a dependency: missing is a failure, not a skip
     import geopandas as gpd
     import shapely
 
@@ -732,15 +735,10 @@ FUZZ_EXAMPLES = int(os.environ.get("GEODETECT_FUZZ_EXAMPLES", "40"))
 
 
 def _fuzz_settings():
-    from hypothesis import HealthCheck, settings
-
     return settings(max_examples=FUZZ_EXAMPLES, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-_hyp = pytest.importorskip("hypothesis")
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 _num = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-1e7, 1e7), st.sampled_from([0.0, 1.0, -1.0]))
 

@@ -40,6 +40,9 @@ _TOKEN = re.compile(
 )
 
 _STARTS = {"SELECT", "WITH", "VALUES"}
+#: statement words that write or change state: refused anywhere in the text (``WITH ... INSERT``)
+_WRITES = {"COPY", "INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE", "SET", "ATTACH",
+           "PREPARE", "EXECUTE", "DEALLOCATE"}
 _TABLE_KEYWORDS = {"FROM", "JOIN"}
 _CLAUSE_ENDS = {"SELECT", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "OFFSET", "UNION", "INTERSECT", "EXCEPT",
                 "WINDOW", "QUALIFY", "ON", "USING", "VALUES", "FETCH"}
@@ -66,6 +69,9 @@ def check_query_text(query: str, tables) -> None:
     first = next((v.upper() for k, v in toks if k != "op" or v != "("), "")
     if first not in _STARTS:
         raise ConfigError(f"SQL statement {first or toks[0][1]!r} refused: {READ_ONLY_HINT}")
+    writes = sorted({v.upper() for k, v in toks if k == "word" and v.upper() in _WRITES})
+    if writes:
+        raise ConfigError(f"SQL holds {', '.join(writes)}: {READ_ONLY_HINT}")
     clause = [None]  # per parenthesis depth: the clause keyword we are in
     prev = None
     for kind, val in toks:
@@ -95,6 +101,10 @@ _SCAN = re.compile(r"TableScan: (.+?)(?: projection=| partial_filters=| full_fil
 def check_plan_scans(plan_text: str, tables) -> None:
     """Step 2: every ``TableScan`` of the logical plan is a registered table (views show as ``?table?``)."""
     names = {str(t).lower() for t in tables}
+    for node in ("Dml:", "CopyTo:", "CreateExternalTable", "CreateMemoryTable", "CreateView", "DropTable", "DropView",
+                 "SetVariable", "Statement:"):
+        if node in plan_text:
+            raise ConfigError(f"SQL plan holds {node.rstrip(':')}: {READ_ONLY_HINT}")
     for scanned in _SCAN.findall(plan_text):
         s = scanned.strip()
         if s == "?table?" or s.lower() in names:
