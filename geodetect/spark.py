@@ -33,7 +33,7 @@ from pathlib import Path
 
 from geodetect.errors import ConfigError, GeodetectError, MissingDependencyError
 
-__all__ = ["session", "detect", "write", "to_geopandas", "register", "aggregate", "heatmap", "change", "plan",
+__all__ = ["session", "detect", "write", "to_geopandas", "as_wkb", "register", "aggregate", "heatmap", "change", "plan",
            "sedona_available", "sedona_jars", "check_workers", "SEDONA_COORDINATES", "SEDONA_PACKAGES",
            "SEDONA_CONF", "DETECTIONS_SCHEMA"]
 
@@ -350,6 +350,12 @@ def _wkb_frame(sdf):
     if _is_sedona_geometry(sdf):
         return sdf.withColumn("geometry", F.expr("ST_AsBinary(geometry)"))
     return sdf
+
+
+def as_wkb(sdf):
+    """The detections with ``geometry`` as WKB (binary), whatever they had: for Python code and readers
+    without Sedona (a Sedona ``geometry`` is replaced by ``geometry_wkb`` or ``ST_AsBinary``)."""
+    return _wkb_frame(sdf)
 
 
 def to_geopandas(sdf, crs="EPSG:4326"):

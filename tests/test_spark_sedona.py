@@ -116,3 +116,19 @@ def test_points_detected_on_spark_aggregate_like_local(spark, write_raster):
         got = gds.aggregate(sdf, regions, by="cell", method=method)
         pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True), check_exact=True)
     assert (want["count"] > 0).sum() >= 4
+
+
+@pytest.mark.slow
+def test_kepler_map_of_sedona_detections(spark, tmp_path):
+    """to_kepler takes gds.detect's output as it is (Sedona geometry column) and maps the same detections."""
+    from geodetect.viz import to_kepler
+
+    counties = gpd.read_file(COUNTIES)
+    from geodetect.frames import make_detections
+
+    pts = list(counties.sample(10, random_state=4).geometry.sample_points(5, rng=4).explode().values)
+    dets = make_detections("x", "1", "s", ["car"] * len(pts), np.ones(len(pts)), pts, np.zeros(len(pts)), "EPSG:4326")
+    sdf = _frame(spark, dets)
+    assert gds.as_wkb(sdf).schema["geometry"].dataType.simpleString() == "binary"
+    out = to_kepler(sdf, tmp_path / "m.html", regions=COUNTIES, by="fips", hexbins=5)
+    assert Path(out).exists() if out is not None else (tmp_path / "m.html").exists()

@@ -483,6 +483,7 @@ def _collect_spark(sdf, regions, by, name_col, hexbins, max_features, seed, crs)
     missing = [c for c in ("class_name", "geometry") if c not in sdf.columns]
     if missing:
         raise ConfigError(f"the Spark detections have no {', '.join(missing)} column; columns are: {', '.join(sdf.columns)}")
+    sdf = gds.as_wkb(sdf)  # a Sedona geometry column (gds.detect with Sedona) -> WKB, which the code below reads
     crs_wkt = CRS.from_user_input(crs).to_wkt()
     per_class = sdf.groupBy("class_name").count().collect()  # one job: the total and the classes
     total = int(sum(r["count"] for r in per_class))
