@@ -214,6 +214,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, default=None, help="write the numbers as JSON (the model card's source)")
     p.add_argument("--no-sim", action="store_true", help="skip the simulated scenes")
     p.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
+    p.add_argument("--speed-only", action="store_true", help="measure the speed again and replace only that part "
+                   "of the --json file (for a quieter moment on a shared machine)")
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from geodetect.plugins.weights import configure_tensorflow, sha256_of
@@ -221,6 +223,18 @@ def main(argv=None) -> int:
     configure_tensorflow(2)
     det = load_detector_class()()
     det.ensure_loaded()
+    if a.speed_only:
+        if not (a.json and a.json.is_file()):
+            p.error("--speed-only needs an existing --json file")
+        r = json.loads(a.json.read_text())
+        if r["weights_sha256"] != sha256_of(det.weights):
+            p.error(f"{a.json} was written for other weights; run the whole evaluation")
+        r["speed"] = speed(det, a.batch_size)
+        s = r["speed"]
+        print(f"speed: gd.detect {s['detect_tiles_per_s']:.1f} tiles/s = {s['detect_mpx_per_s']:.2f} Mpx/s; bare model "
+              f"{s['bare_tiles_per_s']:.1f} tiles/s; ratio {s['ratio']:.2f} (load average {s['load_average']:.1f})")
+        a.json.write_text(json.dumps(r, indent=1, default=float) + "\n")
+        return 0
     t0 = time.time()
     r = {"detector": det.spec.name, "version": det.spec.version, "weights_sha256": sha256_of(det.weights),
          "gsd_m": det.spec.gsd_m, "gsd_range": list(det.spec.gsd_range or ()), "iou": 0.5}
