@@ -282,7 +282,7 @@ def test_plugin_imports_are_light():
 
 @pytest.fixture(scope="module")
 def segmenter():
-    pytest.importorskip("tensorflow")
+    import tensorflow  # noqa: F401  (a required dependency: a broken install fails here)
     det = _segmenter_mod().WaterSegmenter()
     det.ensure_loaded()
     return det
@@ -303,8 +303,7 @@ def test_segmenter_quality_on_held_out_real_landsat(segmenter, tmp_path):
     Measured when the weights were made: IoU 0.963, pixel accuracy 0.978 (the expert's 389 polygons
     include urban speckle the network does not copy).
     """
-    if importlib.util.find_spec("localtileserver") is None:
-        pytest.skip("the real Landsat scene needs: pip install --no-deps localtileserver==1.0.0")
+    # the real Landsat scene ships in localtileserver, which `make` installs: no skip when it is missing
     sys.path.insert(0, str(SEG_DIR))
     try:
         import evaluate as seg_eval  # plugins/water_segmenter/evaluate.py
@@ -315,7 +314,7 @@ def test_segmenter_quality_on_held_out_real_landsat(segmenter, tmp_path):
     ev = seg_eval.evaluate_real(segmenter, str(tmp_path), rows=rows, cols=cols)
     share = ev.tables["per class (pixels)"].loc["water", "true_pixels"] / (256 * 512)
     assert 0.3 < share < 0.7  # a shoreline crop: neither all water nor all land
-    assert ev.summary["iou"] >= 0.9 and ev.summary["pixel_accuracy"] >= 0.95, ev.to_text()
+    assert ev.summary["iou"] >= 0.95 and ev.summary["pixel_accuracy"] >= 0.97, ev.to_text()
 
 
 def test_segmenter_quality_on_a_simulated_scene(segmenter, tmp_path):
@@ -325,8 +324,7 @@ def test_segmenter_quality_on_a_simulated_scene(segmenter, tmp_path):
     assert iou > 0.9 and acc > 0.97
 
 
-def test_segmenter_train_smoke(tmp_path):
-    pytest.importorskip("tensorflow")
+def test_segmenter_train_smoke(tmp_path, tf):
     out = tmp_path / "smoke.keras"
     res = subprocess.run([sys.executable, str(SEG_DIR / "train.py"), "--smoke", "--out", str(out)],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
