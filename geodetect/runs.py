@@ -167,8 +167,12 @@ def _run_locked(scenes, det, opts, out: Path, *, resume, fail_fast, scene_ids):
     from geodetect.frames import write
     from geodetect.pipeline import detect_scene, scene_id_of
 
-    paths = [os.fspath(p) for p in ([scenes] if isinstance(scenes, (str, os.PathLike)) else scenes)]
-    ids = list(scene_ids) if scene_ids is not None else [scene_id_of(p) for p in paths]
+    from geodetect.stac import expand_scenes
+
+    sources = expand_scenes(scenes)  # a STAC ItemCollection: one scene per item, its label as the path
+    paths = [os.fspath(p) for p in sources]
+    ids = list(scene_ids) if scene_ids is not None else [scene_id_of(p) for p in sources]
+    sources = dict(zip(paths, sources))
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[0]
         raise ConfigError(f"scenes share the id {dup!r} (file stem); every scene needs its own id")
@@ -193,7 +197,7 @@ def _run_locked(scenes, det, opts, out: Path, *, resume, fail_fast, scene_ids):
             continue
         started = time.time()
         try:
-            gdf, st = detect_scene(det, path, opts, scene_id=sid)
+            gdf, st = detect_scene(det, sources[path], opts, scene_id=sid)
         except GeodetectError as exc:
             manifest["scenes"][sid] = {"status": "failed", "path": path, "error": str(exc)}
             _write_json_atomic(out / MANIFEST, manifest)

@@ -162,3 +162,8 @@ def test_cli_detects_an_item_collection(catalogue, tmp_path):
     assert main(["detect", str(path), "--detector", "water-expert-optical", "--out", str(out), "--no-progress"]) == 0
     dets = gpd.read_parquet(out)
     assert set(dets.scene_id) == {"bay-split", "bay-stacked"} and "datetime" in dets.columns
+    # a resumable run over the same collection: one part per item, the second run skips both
+    run = str(tmp_path / "run") + "/"
+    args = ["detect", str(path), "--detector", "water-expert-optical", "--out", run, "--no-progress"]
+    assert main(args) == 0 and main(args + ["--resume"]) == 0
+    assert len(gpd.read_parquet(tmp_path / "run" / "detections.parquet")) == len(dets)
