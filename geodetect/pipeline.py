@@ -267,7 +267,7 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
             check_footprint(scene.transform, scene.width, scene.height, scene.crs, scene.path, opts.crs_out)
             gdf, st = _detect_scene(det, scene, opts.tile_size, opts.overlap, opts.batch_size, opts.crs_out,
                                     opts.progress, tile_rows)
-            gdf = with_item_columns(gdf, path)  # a STAC item's datetime
+            gdf = with_item_columns(gdf, path, st)  # a STAC item's datetime; its label as the stats' path
             dtype = np.dtype(scene.dataset.dtypes[scene.indexes[0] - 1])
             if np.issubdtype(dtype, np.floating) and dtype != np.float32 and opts.scaling == "dtype":
                 st.notes.append(

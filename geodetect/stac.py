@@ -117,7 +117,7 @@ def _absolute(href: str, base: str | None) -> str:
 def _from_dict(doc: dict, base: str | None, label: str | None) -> list[StacScene]:
     kind = doc.get("type")
     if kind == "Feature":
-        return [StacScene(doc, base, label and f"{label} (item {doc.get('id')})")]
+        return [StacScene(doc, base, label)]
     if kind == "FeatureCollection":
         return [StacScene(f, base, label and f"{label} (item {f.get('id')})") for f in doc.get("features") or []]
     if kind in ("Catalog", "Collection"):
@@ -273,10 +273,13 @@ def scene_override(path, override, n_bands: int):
     return tuple(range(1, n_bands + 1)) if isinstance(path, StacScene) else override
 
 
-def with_item_columns(gdf, path):
-    """Detections of a STAC item get its ``datetime`` (UTC) as a column."""
+def with_item_columns(gdf, path, stats=None):
+    """Detections of a STAC item get its ``datetime`` (UTC) as a column; its ``stats.path`` becomes the item's label
+    (instead of the in-memory VRT's)."""
     if not isinstance(path, StacScene):
         return gdf
+    if stats is not None:
+        stats.path = path.label
     import pandas as pd
 
     gdf["datetime"] = pd.Series(pd.to_datetime([path.datetime] * len(gdf), utc=True), index=gdf.index)

@@ -91,7 +91,7 @@ def test_item_of_single_band_cogs_gives_the_stacked_file_detections(catalogue):
     assert set(got.scene_id) == {"bay-split"}
     assert (got["datetime"] == WHEN).all() and str(got["datetime"].dt.tz) == "UTC"
     st = got.attrs["geodetect"][0]
-    assert st["grid"] == (640, 512) and st["status"] == "ok"
+    assert st["grid"] == (640, 512) and st["status"] == "ok" and st["path"] == str(item_json)
 
 
 def test_pystac_objects_item_collection_and_multiband_asset(catalogue):
