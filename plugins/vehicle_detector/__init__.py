@@ -25,7 +25,7 @@ CLASSES = ("car", "truck", "bus")
 #: xView type ids of the classes (the seed talk's ``vehicle_classes``)
 XVIEW_TYPE_IDS = (18, 23, 19)
 WEIGHTS = Path(__file__).resolve().parent / "vehicle_detector.keras"
-WEIGHTS_SHA256 = "ce2c03c40a94290ab4291fac4bf970e0bc7d722b944a584949818ccc619d4e13"
+WEIGHTS_SHA256 = "7c2e1f55ef291f0e19a1560ba9f53fd3901d635bf1a437185e4e95e179394f40"
 
 
 class VehicleDetector(Detector):

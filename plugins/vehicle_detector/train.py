@@ -13,10 +13,10 @@ writes the same file, byte for byte, every time):
   resampled to the working GSD (0.15 m) times 0.8, 0.9, 1.0, 1.1 and 1.25 (scale
   augmentation); minibuses count as cars, cyclists are ignored (there are none);
 * simulated data (``geodetect.simulate``, kind "vehicles", seeds from 10000):
-  scenes drawn at 0.15 m and (one in three) at 0.3 m (upsampled: what a coarser scene looks
+  scenes drawn at 0.15 m and (every other one) at 0.3 m (upsampled: what a coarser scene looks
   like after the host resamples it), for trucks, which KIT AIS does not have,
   and more buses;
-* crops of 128 px (19 m): 70 % real, 30 % simulated; half of the real crops anywhere
+* crops of 128 px (19 m): 60 % real, 40 % simulated; half of the real crops anywhere
   in the band (trees, roofs, road markings: the hard negatives), the rest near a
   vehicle; flips/transposes, brightness, contrast, colour gains, noise, and one
   crop in six made grey (a panchromatic band repeated).
@@ -80,7 +80,7 @@ def real_items(parts):
 
 
 def sim_items(n: int, workdir: str):
-    """Simulated scenes: one in three drawn at 0.3 m, the rest at 0.15 m, each resampled to one scale."""
+    """Simulated scenes: every other one drawn at 0.3 m, the rest at 0.15 m, each resampled to one scale."""
     import rasterio
 
     from geodetect.simulate import make_scene
@@ -89,12 +89,12 @@ def sim_items(n: int, workdir: str):
     for k in range(n):
         seed = SIM_SEED0 + k
         rng = np.random.default_rng(seed)
-        gsd = 0.3 if k % 3 == 0 else 0.15
+        gsd = 0.3 if k % 2 == 0 else 0.15
         size = int(round(SIM_EXTENT_M / gsd))
         area = (SIM_EXTENT_M / 307.2) ** 2  # vehicle density of the 0.1.0 training scenes (1024 px at 0.3 m)
         sim = make_scene(os.path.join(workdir, f"sim_{seed}.tif"), kind="vehicles", size=(size, size), gsd_m=gsd,
                          n_objects=int(rng.integers(60, 300) * area) + 4, seed=seed,
-                         class_mix=(rng.uniform(0.35, 0.6), rng.uniform(0.2, 0.35), rng.uniform(0.15, 0.3)))
+                         class_mix=(rng.uniform(0.3, 0.5), rng.uniform(0.3, 0.45), rng.uniform(0.15, 0.3)))
         with rasterio.open(sim.path) as ds:
             img = np.moveaxis(ds.read(), 0, -1)
         os.remove(sim.path)
@@ -205,7 +205,7 @@ def val_car_f1(tf, run, parts) -> dict:
 
 
 def train(out: Path, data, *, n_sim: int, steps: int, batch: int, crop: int, lr: float, threads: int,
-          seed: int = 0, log_every: int = 50, init: Path | None = INIT, real_share: float = 0.7,
+          seed: int = 0, log_every: int = 50, init: Path | None = INIT, real_share: float = 0.6,
           parts_names=None) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from geodetect.plugins.weights import configure_tensorflow, load_keras_model, save_keras_reproducible, sha256_of
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=K.DEFAULT_DATA, help="the KIT AIS folder (YOLO layout; "
                    "default ../shared/data/vehicles-kit-ais from the project root)")
     p.add_argument("--out", type=Path, default=None, help=f"weights file (default {WEIGHTS.name} beside this script)")
-    p.add_argument("--sim-scenes", type=int, default=10, help="simulated scenes mixed in")
+    p.add_argument("--sim-scenes", type=int, default=16, help="simulated scenes mixed in")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch", type=int, default=12)
     p.add_argument("--crop", type=int, default=128)
