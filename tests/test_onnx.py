@@ -264,9 +264,9 @@ def _scene_for(name: str, tmp_path: Path):
         from geodetect_plugins.water_segmenter.data import landsat_path, write_rows
 
         return write_rows(landsat_path(), tmp_path / "bay.tif", (600, 1368), (700, 1468)), {"bands": "nir=1,red=2,green=3"}
-    kind, size, gsd = {"vehicle-detector": ("vehicles", (768, 768), 0.15),
-                       "building-segmenter": ("urban", (512, 512), 1.0),
-                       "land-use-classifier": ("land-use", (672, 672), 5.36)}[name]
+    kind, size = {"vehicle-detector": ("vehicles", (768, 768)), "building-segmenter": ("urban", (512, 512)),
+                  "land-use-classifier": ("land-use", (672, 672))}[name]
+    gsd = gd.plugins.get_detector(name).spec.gsd_m  # at the detector's own GSD (the retrained ones may change it)
     path = tmp_path / f"{name}.tif"
     make_scene(path, kind=kind, size=size, gsd_m=gsd, seed=1)
     return str(path), {}
