@@ -57,9 +57,6 @@ def _parser() -> argparse.ArgumentParser:
     from geodetect._cli_viz import register as _register_viz
 
     _register_viz(sub)
-    from geodetect._cli_assets import register as _register_assets
-
-    _register_assets(sub)
 
     d = sub.add_parser(
         "detect",

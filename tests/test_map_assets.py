@@ -1,4 +1,4 @@
-"""Offline maps without a checkout: `geodetect map-assets install` fills a user folder from an npm registry.
+"""Offline maps without a checkout: `python -m geodetect.viz.install_assets` fills a user folder from an npm registry.
 
 The registry here is a local one on 127.0.0.1 serving tarballs made from the checkout's
 tests/browser/node_modules (scripts/install_browser_deps.sh fills it; CI sets
@@ -73,17 +73,17 @@ def test_install_then_offline_map_without_a_checkout(registry, tmp_path, monkeyp
     from shapely.geometry import Point
 
     import geodetect as gd
-    from geodetect.cli import main
     from geodetect.viz.assets import find_assets
+    from geodetect.viz.install_assets import main
     from geodetect.viz.notebook import read_map_spec
 
     url, _ = registry
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    assert main(["map-assets", "install", "--registry", url]) == 0
+    assert main(["--registry", url]) == 0
     dest = tmp_path / "data" / "geodetect" / "kepler-assets"
     assert f"GEODETECT_KEPLER_ASSETS={dest}" in capsys.readouterr().err
     assert len(find_assets(dest)) > 0  # every pinned file, integrity-checked
-    assert main(["map-assets", "install", "--registry", url]) == 0  # idempotent
+    assert main(["--registry", url]) == 0  # idempotent
     dets = gpd.GeoDataFrame({"detector": "t", "detector_version": "1", "scene_id": "s", "class_name": ["car"],
                              "score": [0.9], "area_m2": [0.0]}, geometry=[Point(-122.4, 37.7)], crs=4326)
     monkeypatch.setenv("GEODETECT_KEPLER_ASSETS", str(dest))

@@ -4,7 +4,7 @@
 checkout, which a pip-installed geodetect does not have. One command does the same for
 any install, with Python alone (no npm), into a user folder:
 
-    geodetect map-assets install            # ~/.local/share/geodetect/kepler-assets
+    python -m geodetect.viz.install_assets          # into ~/.local/share/geodetect/kepler-assets
     export GEODETECT_KEPLER_ASSETS=~/.local/share/geodetect/kepler-assets
     geodetect map dets.parquet --out map.html --offline
 
@@ -104,3 +104,31 @@ def install_assets(dest=None, *, registry: str = REGISTRY, timeout: float = 120.
             except OSError as exc:
                 raise OutputError(f"{out}: cannot write ({exc.strerror or exc}); choose another --dir") from None
     return root
+
+
+def main(argv=None) -> int:
+    """``python -m geodetect.viz.install_assets [--dir DIR] [--registry URL]``."""
+    import argparse
+    import sys
+
+    from geodetect.errors import GeodetectError
+
+    ap = argparse.ArgumentParser(prog="python -m geodetect.viz.install_assets",
+                                 description="Install the pinned kepler.gl assets that offline maps inline "
+                                 "into a user folder (no npm, no checkout).")
+    ap.add_argument("--dir", help="target folder (default: $XDG_DATA_HOME/geodetect/kepler-assets, "
+                    "~/.local/share/geodetect/kepler-assets)")
+    ap.add_argument("--registry", default=REGISTRY, help=f"npm registry or mirror (default: {REGISTRY})")
+    args = ap.parse_args(argv)
+    try:
+        root = install_assets(args.dir, registry=args.registry)
+    except GeodetectError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    print(f"offline map assets in {root}; use them with: export GEODETECT_KEPLER_ASSETS={root} "
+          f"(or geodetect map ... --offline --assets {root})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
