@@ -265,7 +265,7 @@ def _cmd_detect(args) -> int:
         path = write(dets, args.out)
         _say(args, f"wrote {len(dets)} detections to {path}")
     else:
-        sys.stdout.write(dets.to_json(drop_id=True))
+        sys.stdout.write(dets.to_json(drop_id=True, default=str))  # a STAC item's datetime column as ISO text
         sys.stdout.write("\n")
     if failed:
         _say(args, f"{len(failed)} of {len(stats)} scenes failed (listed above); exit code {EXIT_PARTIAL}")

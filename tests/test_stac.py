@@ -148,7 +148,7 @@ def test_detector_with_band_indexes_takes_names(catalogue):
     _same(a, b)
 
 
-def test_cli_detects_an_item_collection(catalogue, tmp_path):
+def test_cli_detects_an_item_collection(catalogue, tmp_path, capsys):
     import geopandas as gpd
 
     from geodetect.cli import main
@@ -162,6 +162,12 @@ def test_cli_detects_an_item_collection(catalogue, tmp_path):
     assert main(["detect", str(path), "--detector", "water-expert-optical", "--out", str(out), "--no-progress"]) == 0
     dets = gpd.read_parquet(out)
     assert set(dets.scene_id) == {"bay-split", "bay-stacked"} and "datetime" in dets.columns
+    # GeoJSON on stdout, with the datetime as ISO text
+    capsys.readouterr()
+    assert main(["detect", str(catalogue["items"]["bay-split"]), "--detector", "water-expert-optical",
+                 "--no-progress", "-q"]) == 0
+    feats = json.loads(capsys.readouterr().out)["features"]
+    assert feats and feats[0]["properties"]["datetime"].startswith("2001-06-15 18:30:00")
     # a resumable run over the same collection: one part per item, the second run skips both
     run = str(tmp_path / "run") + "/"
     args = ["detect", str(path), "--detector", "water-expert-optical", "--out", run, "--no-progress"]
