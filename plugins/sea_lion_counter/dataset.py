@@ -85,16 +85,19 @@ def render(seed: int, workdir=None, **overrides) -> Scene:
     return Scene(seed, img, xy, ids, t.length_m.to_numpy() / 0.1, params)
 
 
-def label_proposals(prop_xy: np.ndarray, xy: np.ndarray, class_ids: np.ndarray, length_px: np.ndarray) -> np.ndarray:
-    """Label per proposal: an animal class, ``NOT_SEA_LION``, or -1 (left out)."""
+def label_proposals(prop_xy: np.ndarray, xy: np.ndarray, class_ids: np.ndarray, length_px: np.ndarray, *,
+                    pos_radius=POS_RADIUS, neg_radius=NEG_RADIUS) -> np.ndarray:
+    """Label per proposal: an animal class, ``NOT_SEA_LION``, or -1 (left out).
+
+    Radii are ``(px, body lengths)``: the larger of the two counts."""
     from scipy.spatial import cKDTree
 
     labels = np.full(len(prop_xy), NOT_SEA_LION, np.int64)
     if len(prop_xy) == 0 or len(xy) == 0:
         return labels
     tree = cKDTree(prop_xy)
-    pos_r = np.maximum(POS_RADIUS[0], POS_RADIUS[1] * length_px)
-    neg_r = np.maximum(NEG_RADIUS[0], NEG_RADIUS[1] * length_px)
+    pos_r = np.maximum(pos_radius[0], pos_radius[1] * length_px)
+    neg_r = np.maximum(neg_radius[0], neg_radius[1] * length_px)
     best = np.full(len(prop_xy), np.inf)
     for k in range(len(xy)):
         for j in tree.query_ball_point(xy[k], neg_r[k]):
@@ -108,13 +111,15 @@ def label_proposals(prop_xy: np.ndarray, xy: np.ndarray, class_ids: np.ndarray, 
 
 
 def scene_patches(scene: Scene, rng: np.random.Generator, *, max_negatives: int = 800, jitter: float = 1.5,
-                  copies=(4, 4, 1, 2, 1)):
-    """uint8 patches (N, 64, 64, 3) and labels (N,) from one scene."""
+                  copies=(4, 4, 1, 2, 1), pos_radius=POS_RADIUS, neg_radius=NEG_RADIUS):
+    """uint8 patches (N, 64, 64, 3) and labels (N,) from one scene (also a real photograph read at 0.1 m,
+    :func:`geodetect_plugins.sea_lion_counter.real.grid_scene`)."""
     from scipy.spatial import cKDTree
 
     img = scene.image
     pxy, _, _, _ = propose(img, max_proposals=1 << 30)
-    lab = label_proposals(pxy, scene.xy, scene.class_ids, scene.length_px)
+    lab = label_proposals(pxy, scene.xy, scene.class_ids, scene.length_px, pos_radius=pos_radius,
+                          neg_radius=neg_radius)
     pos = np.nonzero((lab >= 0) & (lab != NOT_SEA_LION))[0]
     neg = np.nonzero(lab == NOT_SEA_LION)[0]
     if len(neg) > max_negatives:
@@ -145,9 +150,11 @@ def scene_patches(scene: Scene, rng: np.random.Generator, *, max_negatives: int 
     # off-centre views of each animal: not another animal
     if len(scene.xy):
         ang = rng.uniform(0, 2 * np.pi, len(scene.xy))
-        dist = np.maximum(rng.uniform(0.35, 0.7, len(scene.xy)) * scene.length_px, NEG_RADIUS[0])
+        lo = max(0.35, neg_radius[1] + 0.05)
+        dist = np.maximum(rng.uniform(lo, lo + 0.35, len(scene.xy)) * scene.length_px, neg_radius[0])
         off = scene.xy + np.column_stack([np.cos(ang), np.sin(ang)]) * dist[:, None]
-        check = label_proposals(off, scene.xy, scene.class_ids, scene.length_px)
+        check = label_proposals(off, scene.xy, scene.class_ids, scene.length_px, pos_radius=pos_radius,
+                                neg_radius=neg_radius)
         off = off[check == NOT_SEA_LION]
         pts.append(off)
         labels.append(np.full(len(off), NOT_SEA_LION))

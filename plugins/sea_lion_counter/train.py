@@ -1,26 +1,37 @@
-"""Train the sea-lion counter's patch classifier on simulated rookeries.
+"""Train the sea-lion counter's patch classifier on the real NOAA photographs (plus a few simulated rookeries).
 
-    python -m geodetect_plugins.sea_lion_counter.train                # shipped weights -> sea_lion_cnn.keras
-    python -m geodetect_plugins.sea_lion_counter.train --baseline     # the seed blog's CNN, for the model card
-    python -m geodetect_plugins.sea_lion_counter.train --smoke --out /tmp/x.keras   # one step, seconds (CI)
+    python -m geodetect_plugins.sea_lion_counter.train                       # shipped weights -> sea_lion_cnn.keras
+    python -m geodetect_plugins.sea_lion_counter.train --data PATH          # the Kaggle folder (default ../shared/data/sealions-noaa)
+    python -m geodetect_plugins.sea_lion_counter.train --smoke --out /tmp/x.keras   # simulation only, one step (CI)
 
-Reproducible: fixed seeds for the scenes (``dataset.TRAIN_SEEDS``/``VAL_SEEDS``,
-disjoint from the evaluation seeds), the patch sampling, the weights and the
-augmentation, and TensorFlow's deterministic ops. The ``.keras`` file is a zip
-whose entries carry timestamps, so two runs give the same weights but not the
-same file hash: after retraining, put the printed sha256 into
-``WEIGHTS_SHA256`` in ``__init__.py``.
+Data (see :mod:`~geodetect_plugins.sea_lion_counter.real` for the split and the placement):
 
-Patches: see :mod:`geodetect_plugins.sea_lion_counter.dataset`. Two rounds
-for the shipped network: 6 epochs on those patches, then 2 epochs more with
-the training scenes' proposals the round-1 model still gets wrong or unsure
-(P(true class) < 0.7: mostly tan rocks and bull/subadult mix-ups) added three
-times over. The seed baseline is trained the blog's way: one round, Adam at
-its default rate. Augmentation:
-the 8 rotations/flips (aerial views have no "up"), brightness x0.85-1.15, a
-colour cast of +-4 %, a little noise, and now and then a strip of repeated
-edge pixels, as patches cut at a tile edge have. Threads: 2 intra-op, 1
-inter-op by default (``--threads``).
+* real: the training photographs ``real.TRAIN`` (41, 43, 49; their dots painted
+  out, decoy discs painted elsewhere), each placed at 0.028, 0.035 and
+  0.042 m and read at the detector's 0.1 m as ``gd.detect`` reads it; patches
+  around every LoG proposal (labelled by the nearest dot: an animal within
+  max(3 px, 0.25 body lengths), ``not_sea_lion`` beyond max(5 px, 0.45 body
+  lengths), left out between), around each dot with +-1.5 px jitter (more
+  copies of the rare bull and subadult classes), an off-centre view of each
+  animal (``not_sea_lion``), and up to 1,000 proposals away from animals per
+  placement, hard ones first (:func:`~geodetect_plugins.sea_lion_counter.dataset.scene_patches`);
+* simulated: ``--sim-scenes`` (default 6) rookeries of ``dataset.TRAIN_SEEDS``,
+  so that the counter still knows the simulated scenes of the demo and tests;
+* validation: photograph ``real.VAL`` (45) at 0.035 m, its patches reported
+  per class after training.
+
+Two rounds: ``--epochs`` on those patches, then ``--mine-epochs`` more with the
+proposals of the real training photographs (at 0.035 m) that round 1 still
+gets wrong or unsure (P(true class) < 0.7) added three times over.
+Augmentation: the 8 rotations/flips, brightness x0.75-1.3, contrast x0.8-1.25,
+a colour cast of +-8 %, one patch in eight turned grey (a panchromatic band
+given three times), a little noise, and now and then a strip of repeated edge
+pixels, as patches cut at a tile edge have.
+
+Reproducible: fixed seeds, TensorFlow's deterministic ops
+(:func:`geodetect.plugins.weights.configure_tensorflow`) and
+:func:`~geodetect.plugins.weights.save_keras_reproducible`: two runs write the
+same file; its sha256 is ``WEIGHTS_SHA256`` in ``__init__.py``.
 """
 
 from __future__ import annotations
@@ -37,24 +48,49 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "sea_lion_cnn.keras"
 BASELINE_OUT = HERE / "build" / "seed_baseline.keras"  # not shipped (build/ is git-ignored)
+#: label radii of real proposals (px at 0.1 m, body lengths): dots sit anywhere on the body
+REAL_POS_RADIUS = (3.0, 0.25)
+REAL_NEG_RADIUS = (5.0, 0.45)
 
 
-def make_patches(seeds, base_seed: int, *, size: int | None = None, log=print, keep_scenes: bool = False):
-    """Patches and labels of the scenes ``seeds`` (deterministic); with ``keep_scenes`` also the scenes."""
+def make_patches(seeds, base_seed: int, *, size: int | None = None, log=print):
+    """Patches and labels of the simulated scenes ``seeds`` (deterministic)."""
     from geodetect_plugins.sea_lion_counter.dataset import render, scene_patches
 
-    xs, ys, scenes = [], [], []
+    xs, ys = [], []
     for k, s in enumerate(seeds):
         over = {"size": (size, size), "n_objects": 12} if size else {}
         sc = render(s, **over)
         x, y = scene_patches(sc, np.random.default_rng([base_seed, s]))
         xs.append(x)
         ys.append(y)
-        if keep_scenes:
-            scenes.append(sc)
-        if log and (k % 8 == 0 or k == len(seeds) - 1):
-            log(f"  scene {k + 1}/{len(seeds)} (seed {s}): {len(sc.xy)} animals, {len(y)} patches")
-    return np.concatenate(xs), np.concatenate(ys), scenes
+        if log and (k % 4 == 0 or k == len(seeds) - 1):
+            log(f"  sim scene {k + 1}/{len(seeds)} (seed {s}): {len(sc.xy)} animals, {len(y)} patches")
+    if not xs:
+        return np.zeros((0, 64, 64, 3), np.uint8), np.zeros(0, np.int64)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def real_patches(root, ids, base_seed: int, *, gsds, max_negatives: int = 1000, keep=None, log=print):
+    """Patches and labels of the real photographs ``ids`` at each placement of ``gsds``;
+    the scenes placed at ``keep`` are returned too (for mining)."""
+    from geodetect_plugins.sea_lion_counter.dataset import scene_patches
+    from geodetect_plugins.sea_lion_counter.real import grid_scene, load_photos
+
+    xs, ys, kept = [], [], []
+    for photo in load_photos(root, ids, seed=base_seed):
+        for g in gsds:
+            sc = grid_scene(photo, g)
+            x, y = scene_patches(sc, np.random.default_rng([base_seed, int(photo.train_id), int(g * 1000)]),
+                                 max_negatives=max_negatives, pos_radius=REAL_POS_RADIUS, neg_radius=REAL_NEG_RADIUS)
+            xs.append(x)
+            ys.append(y)
+            if keep is not None and abs(g - keep) < 1e-9:
+                kept.append(sc)
+            if log:
+                log(f"  photo {photo.train_id} at {g} m ({'painted' if photo.painted else 'plain'}): "
+                    f"{len(photo.xy)} animals, {len(y)} patches {np.bincount(y, minlength=6).tolist()}")
+    return np.concatenate(xs), np.concatenate(ys), kept
 
 
 def mine_hard(model, scenes, *, below: float = 0.7, log=print):
@@ -65,7 +101,8 @@ def mine_hard(model, scenes, *, below: float = 0.7, log=print):
     xs, ys = [], []
     for sc in scenes:
         pxy, *_ = propose(sc.image, max_proposals=1 << 30)
-        lab = label_proposals(pxy, sc.xy, sc.class_ids, sc.length_px)
+        lab = label_proposals(pxy, sc.xy, sc.class_ids, sc.length_px, pos_radius=REAL_POS_RADIUS,
+                              neg_radius=REAL_NEG_RADIUS)
         ok = lab >= 0
         x = cut_patches(sc.image, pxy[ok])
         p = np.concatenate([np.asarray(model(x[i : i + 512], training=False)) for i in range(0, len(x), 512)]
@@ -88,48 +125,49 @@ def _augment_fn(tf):
         x = tf.gather(x, idx, axis=1)
         x = tf.image.rot90(x, tf.random.uniform([], 0, 4, dtype=tf.int32))
         x = tf.cond(tf.random.uniform([]) < 0.5, lambda: tf.reverse(x, [1]), lambda: x)
-        gain = tf.random.uniform([], 0.85, 1.15) * tf.random.uniform([3], 0.96, 1.04)
+        mean = tf.reduce_mean(x)
+        x = (x - mean) * tf.random.uniform([], 0.8, 1.25) + mean
+        gain = tf.random.uniform([], 0.75, 1.3) * tf.random.uniform([3], 0.92, 1.08)
         x = x * gain + tf.random.normal(tf.shape(x), 0.0, 1.0) * tf.random.uniform([], 0.0, 0.012)
+        grey = tf.random.uniform([]) < 0.125  # a panchromatic band given as R = G = B
+        x = tf.where(grey, tf.repeat(tf.reduce_mean(x, axis=-1, keepdims=True), 3, axis=-1), x)
         return tf.clip_by_value(x, 0.0, 1.0), y
 
     return aug
 
 
-def train(kind: str, out: Path, *, n_scenes: int, n_val: int, epochs: int, batch: int, seed: int, threads: int,
-          mine: bool = True, mine_epochs: int = 2, smoke: bool = False, log=print) -> dict:
+def train(kind: str, out: Path, *, data, n_sim: int, epochs: int, batch: int, seed: int, threads: int,
+          mine_epochs: int = 2, smoke: bool = False, log=print) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from geodetect.plugins.weights import configure_tensorflow, save_keras_reproducible
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TF already initialised in this process
-        pass
+    tf = configure_tensorflow(threads, seed=seed)
     import keras
 
-    from geodetect.plugins.weights import sha256_of
-    from geodetect_plugins.sea_lion_counter.dataset import TRAIN_SEEDS, VAL_SEEDS
+    from geodetect_plugins.sea_lion_counter.dataset import TRAIN_SEEDS
     from geodetect_plugins.sea_lion_counter.model import PATCH_CLASSES, build
+    from geodetect_plugins.sea_lion_counter.real import PHOTO_GSD_M, TRAIN, TRAIN_GSDS, VAL
 
     t0 = time.time()
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-    log(f"[{kind}] simulating {n_scenes} training + {n_val} validation scenes")
-    size = 256 if smoke else None
-    xtr, ytr, scenes = make_patches(TRAIN_SEEDS[:n_scenes], seed, size=size, log=log, keep_scenes=mine)
-    if n_val:
-        xva, yva, _ = make_patches(VAL_SEEDS[:n_val], seed + 1, size=size, log=None)
+    log(f"[{kind}] {n_sim} simulated scenes" + ("" if smoke else f", real photographs {TRAIN} from {data}"))
+    xs, ys = make_patches(TRAIN_SEEDS[:n_sim], seed, size=256 if smoke else None, log=log)
+    xs, ys = [xs], [ys]
+    scenes = []
+    if not smoke:
+        xr, yr, scenes = real_patches(data, TRAIN, seed, gsds=TRAIN_GSDS, keep=PHOTO_GSD_M, log=log)
+        xs.append(xr)
+        ys.append(yr)
+        xva, yva, _ = real_patches(data, VAL, seed + 1, gsds=(PHOTO_GSD_M,), log=log)
     else:
         xva, yva = np.zeros((0, 64, 64, 3), np.uint8), np.zeros(0, np.int64)
+    xtr, ytr = np.concatenate(xs), np.concatenate(ys)
     log(f"[{kind}] {len(ytr)} training patches {np.bincount(ytr, minlength=6).tolist()}, "
         f"{len(yva)} validation; data {time.time() - t0:.0f} s")
     model = build(kind)
     steps = 1 if smoke else int(np.ceil(len(ytr) / batch)) * epochs
-    if kind == "baseline":
-        opt = keras.optimizers.Adam(1e-3)  # as the blog: Adam, default rate
-    else:
-        opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.02))
+    opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.02))
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
     def dataset(x, y):
         return (tf.data.Dataset.from_tensor_slices((x, y))
                 .shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
@@ -137,42 +175,33 @@ def train(kind: str, out: Path, *, n_scenes: int, n_val: int, epochs: int, batch
                 .batch(batch)
                 .prefetch(2))
 
-    ds = dataset(xtr, ytr)
     val = tf.data.Dataset.from_tensor_slices((xva.astype(np.float32) / 255.0, yva)).batch(256)
     t1 = time.time()
     if smoke:
-        model.fit(ds.take(1), epochs=1, verbose=0)
+        model.fit(dataset(xtr, ytr).take(1), epochs=1, verbose=0)
     else:
-        model.fit(ds, epochs=epochs, validation_data=val, verbose=2)
-    if mine and scenes:
-        # round 2: what the model still gets wrong on its own training scenes (tan rocks, rims of
-        # bodies, bulls vs subadults), three times over, on top of the round-1 patches
-        log(f"[{kind}] hard-example mining on the {len(scenes)} training scenes")
+        model.fit(dataset(xtr, ytr), epochs=epochs, validation_data=val, verbose=2)
+    if scenes and mine_epochs > 0:
+        log(f"[{kind}] hard-example mining on the {len(scenes)} real training photographs at {PHOTO_GSD_M} m")
         xh, yh = mine_hard(model, scenes, log=log)
         del scenes
         x2, y2 = np.concatenate([xtr] + [xh] * 3), np.concatenate([ytr] + [yh] * 3)
-        steps2 = 1 if smoke else int(np.ceil(len(y2) / batch)) * mine_epochs
+        steps2 = int(np.ceil(len(y2) / batch)) * mine_epochs
         model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(4e-4, steps2)),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        if smoke:
-            model.fit(dataset(x2, y2).take(1), epochs=1, verbose=0)
-        else:
-            model.fit(dataset(x2, y2), epochs=mine_epochs, validation_data=val, verbose=2)
+        model.fit(dataset(x2, y2), epochs=mine_epochs, validation_data=val, verbose=2)
     train_s = time.time() - t1
-    # confusion on the validation patches
     pred = model.predict(val, verbose=0).argmax(1) if len(yva) else np.zeros(0, np.int64)
     conf = np.zeros((6, 6), np.int64)
     np.add.at(conf, (yva, pred), 1)
     acc = float((pred == yva).mean()) if len(yva) else float("nan")
-    # save a fresh copy without optimizer state
-    clean = build(kind)
+    clean = build(kind)  # a fresh copy without optimizer state
     clean.set_weights(model.get_weights())
     out.parent.mkdir(parents=True, exist_ok=True)
-    clean.save(out)
-    sha = sha256_of(out)
+    sha = save_keras_reproducible(clean, out)
     if len(yva):
-        log(f"[{kind}] validation accuracy {acc:.4f}; confusion (rows true, cols predicted; "
-            f"{', '.join(PATCH_CLASSES)}):")
+        log(f"[{kind}] validation (photograph {VAL}) patch accuracy {acc:.4f}; confusion (rows true, cols "
+            f"predicted; {', '.join(PATCH_CLASSES)}):")
         for name, row in zip(PATCH_CLASSES, conf):
             log(f"  {name:15s} " + " ".join(f"{v:6d}" for v in row))
     log(f"[{kind}] {clean.count_params()} parameters; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
@@ -183,17 +212,19 @@ def train(kind: str, out: Path, *, n_scenes: int, n_val: int, epochs: int, batch
 
 
 def main(argv=None) -> int:
+    from geodetect_plugins.sea_lion_counter.real import DEFAULT_DATA
+
     p = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="the Kaggle folder with Train/, TrainDotted/ (default ../shared/data/sealions-noaa)")
     p.add_argument("--baseline", action="store_true", help="train the seed blog's CNN instead (not shipped)")
-    p.add_argument("--smoke", action="store_true", help="one small scene, one step: checks the script runs")
+    p.add_argument("--smoke", action="store_true", help="one small simulated scene, one step: checks the script runs")
     p.add_argument("--out", type=Path, help=f"output .keras (default {DEFAULT_OUT.name}, or build/ for --baseline)")
-    p.add_argument("--scenes", type=int, default=32, help="training scenes (default 32)")
-    p.add_argument("--val-scenes", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--sim-scenes", type=int, default=6, help="simulated rookeries added (default 6)")
+    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--mine-epochs", type=int, default=2,
-                   help="epochs of the second round on mined hard examples (0: no mining; never for --baseline)")
+    p.add_argument("--mine-epochs", type=int, default=1, help="epochs of the second round (0: no mining)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads (default 2)")
     a = p.parse_args(argv)
@@ -202,11 +233,13 @@ def main(argv=None) -> int:
         out = a.out or Path(tempfile.mkdtemp(prefix="sealion-smoke-")) / f"{kind}.keras"
         if out.resolve() == DEFAULT_OUT:
             p.error("--smoke would overwrite the shipped weights; give another --out")
-        train(kind, out, n_scenes=1, n_val=0, epochs=1, batch=16, seed=a.seed, threads=a.threads, smoke=True)
+        train(kind, out, data=a.data, n_sim=1, epochs=1, batch=16, seed=a.seed, threads=a.threads, smoke=True)
         return 0
+    if not (a.data / "TrainDotted").is_dir():
+        p.error(f"{a.data}: not the Kaggle sea-lion folder (no TrainDotted/); give --data")
     out = a.out or (BASELINE_OUT if a.baseline else DEFAULT_OUT)
-    train(kind, out, n_scenes=a.scenes, n_val=a.val_scenes, epochs=a.epochs, batch=a.batch, seed=a.seed,
-          threads=a.threads, mine=not a.baseline and a.mine_epochs > 0, mine_epochs=a.mine_epochs)
+    train(kind, out, data=a.data, n_sim=a.sim_scenes, epochs=a.epochs, batch=a.batch, seed=a.seed,
+          threads=a.threads, mine_epochs=0 if a.baseline else a.mine_epochs)
     return 0
 
 
