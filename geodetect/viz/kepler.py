@@ -520,7 +520,8 @@ def _collect_spark(sdf, regions, by, name_col, hexbins, max_features, seed, crs)
     else:
         part = sdf.limit(max_features)
     pdf = part.toPandas()
-    geoms = shapely.from_wkb(pdf["geometry"].to_numpy()) if len(pdf) else np.array([], dtype=object)
+    wkb = [None if w is None else bytes(w) for w in pdf["geometry"]]  # pyspark 4.0 gives bytearray
+    geoms = shapely.from_wkb(wkb) if len(pdf) else np.array([], dtype=object)
     gdf = gpd.GeoDataFrame(pdf.drop(columns=["geometry"]), geometry=gpd.GeoSeries(geoms, crs=crs_wkt), crs=crs_wkt)
     gdf = gdf.drop(columns=[c for c in gdf.columns if c == "geom"])  # Sedona geometry column, if any
     gdf, _, _ = _lonlat_frame(gdf, "the Spark detections")
