@@ -1,5 +1,5 @@
-"""Urban scenes (simulator), the Inria loader and the building-segmenter plugin: weights, contract, quality floor,
-blank scenes, training smoke."""
+"""Urban scenes (simulator), the Inria loader and the building-segmenter plugin: weights, contract, the Dubai split,
+the quality floor on real held-out Dubai images, GSD refusal, blank scenes, training smoke."""
 
 import importlib
 import importlib.util
@@ -187,8 +187,7 @@ def test_module_import_is_light():
 
 
 @pytest.fixture(scope="module")
-def detector():
-    pytest.importorskip("tensorflow")
+def detector(tf):
     det = _plugin().BuildingSegmenter()
     det.ensure_loaded()
     return det
@@ -208,34 +207,54 @@ def test_check_detector(detector):
     report = check_detector(detector)
     assert report["task"] == "SEGMENTATION" and report["classes"] == ("building",)
     spec = detector.spec
-    assert (spec.tile_size, spec.gsd_m, spec.threshold) == (128, 0.3, 0.5) and 0 < spec.overlap < 64
+    assert (spec.tile_size, spec.gsd_m, spec.gsd_range) == (256, 2.0, (0.25, 2.5)) and 0 < spec.overlap < 64
+    assert 0.3 <= spec.threshold <= 0.7 and spec.min_polygon_px == 2
     # tiles of other sizes are padded for the network and cropped back
     out = detector.predict(np.random.default_rng(0).random((2, 100, 120, 3), dtype=np.float32))
     assert [m.probs.shape for m in out] == [(100, 120, 1)] * 2
 
 
-# measured on these two scenes: IoU 0.906, pixel accuracy 0.985 (MODEL_CARD.md); the floors sit a little under
-QUALITY_SEEDS = (901, 902)
-IOU_FLOOR = 0.85
+def test_dubai_split_is_fixed_by_image():
+    dubai = importlib.import_module("geodetect_plugins.building_segmenter.dubai")
+    names = [f"image_part_{i:03d}" for i in range(1, 10)]
+    splits = [dubai.split_of(n) for n in names]
+    assert splits.count("test") == 2 and splits.count("val") == 1 and splits.count("train") == 6
+    assert all(k.split("/")[1] in dubai.TEST_PARTS for k in dubai.QUICK_TEST)
 
 
-def test_quality_floor_on_two_unseen_scenes(detector, tmp_path):
-    """Seeds 901 and 902 (training uses 10000+): building IoU through gd.detect / gd.evaluate above the floor."""
-    from geodetect.evaluate import evaluate
+#: measured by plugins/building_segmenter/evaluate_real.py on the fixed subset dubai.QUICK_TEST of the real
+#: test images (eval_real.json, test.quick_subset): IoU QUICK_IOU, pixel accuracy QUICK_ACC; the floors sit 0.02 under
+QUICK_IOU, QUICK_ACC = 0.598, 0.932
 
-    n_true = 0
-    for s in QUALITY_SEEDS:
-        sim = make_scene(tmp_path / f"q{s}.tif", kind="urban", size=(512, 512), seed=s, crs="EPSG:32616",
-                         center=(-87.63, 41.88))
-        sim.truth.to_file(tmp_path / f"q{s}_truth.geojson", driver="GeoJSON")
-        n_true += len(sim.truth)
-    assert n_true >= 20
-    ev = evaluate(detector, tmp_path)
-    assert ev.summary["iou"] >= IOU_FLOOR, ev.to_text()
-    assert ev.summary["pixel_accuracy"] >= 0.97, ev.to_text()
-    dets = gd.detect(str(tmp_path / f"q{QUALITY_SEEDS[0]}.tif"), detector, progress=False)
-    assert set(dets.class_name) == {"building"} and dets.crs.to_epsg() == 4326
-    assert dets.geometry.geom_type.isin(["Polygon", "MultiPolygon"]).all() and (dets.area_m2 > 0).all()
+
+def test_quality_floor_on_real_dubai_test_images(detector, tmp_path):
+    """Real held-out Dubai images (never trained on), placed at their declared 1 m, through gd.detect: IoU and
+    pixel accuracy."""
+    import json
+
+    from conftest import real_dataset
+
+    ev = importlib.import_module("geodetect_plugins.building_segmenter.evaluate_real")
+    dubai = importlib.import_module("geodetect_plugins.building_segmenter.dubai")
+    images = dubai.load_split(real_dataset("buildings-dubai"), "test", keys=dubai.QUICK_TEST)
+    total = np.zeros(4, np.int64)
+    for key, pred, tgt, st in ev.detect_masks(detector, images, tmp_path):
+        total += ev.counts(pred, tgt)
+    s = ev.summary(total)
+    committed = json.loads((PLUGIN_DIR / "eval_real.json").read_text())["test"]["quick_subset"]["scores"]
+    assert abs(s["iou"] - committed["iou"]) < 0.005, (s, committed)  # the committed JSON is this model's
+    assert s["iou"] >= QUICK_IOU - 0.02, s
+    assert s["pixel_accuracy"] >= QUICK_ACC - 0.02, s
+
+
+def test_scenes_far_off_1m_are_refused(detector, tmp_path):
+    """A 5 m scene would be blown up 2.5 times: refused with the range in the message."""
+    from geodetect.errors import GeoreferenceError
+    from geodetect.train.placement import write_placed
+
+    path = write_placed(np.full((64, 64, 3), 120, np.uint8), tmp_path / "coarse.tif", 5.0)
+    with pytest.raises(GeoreferenceError, match=r"outside the 0.25-2.5 m building-segmenter was trained for"):
+        gd.detect(path, detector, progress=False)
 
 
 def test_blank_and_uniform_scenes_give_almost_no_buildings(detector, tmp_path):
@@ -243,24 +262,26 @@ def test_blank_and_uniform_scenes_give_almost_no_buildings(detector, tmp_path):
 
     from geodetect.simulate._grid import scene_transform, write_geotiff
 
-    blank = make_scene(tmp_path / "blank.tif", kind="urban", size=(512, 512), seed=903, blank=True)
-    transform, crs = scene_transform("EPSG:32618", (-77.03, 38.89), (384, 384), 0.3)
-    for name, rgb in (("grey", (128, 128, 128)), ("green", (80, 120, 60))):
+    blank = make_scene(tmp_path / "blank.tif", kind="urban", size=(512, 512), seed=903, blank=True, gsd_m=1.0)
+    transform, crs = scene_transform("EPSG:32618", (-77.03, 38.89), (384, 384), 1.0)
+    for name, rgb in (("grey", (128, 128, 128)), ("green", (80, 120, 60)), ("sand", (215, 205, 190))):
         write_geotiff(tmp_path / f"{name}.tif", np.full((384, 384, 3), rgb, float), transform, crs,
                       band_names=("red", "green", "blue"))
-    paths = [blank.path, str(tmp_path / "grey.tif"), str(tmp_path / "green.tif")]
+    paths = [blank.path] + [str(tmp_path / f"{n}.tif") for n in ("grey", "green", "sand")]
     dets = gd.detect(paths, detector, progress=False)
     for p in paths:
         with rasterio.open(p) as ds:
-            scene_m2 = ds.width * ds.height * 0.09
+            scene_m2 = ds.width * ds.height * 1.0
         d = dets[dets.scene_id == Path(p).stem]
-        assert d.area_m2.sum() < 0.01 * scene_m2, (p, len(d), d.area_m2.sum())
+        # measured: under 1 % on the blank simulated, grey and green scenes; one blob of 1,520 m² (1.03 %) on the
+        # uniform sand-coloured one (MODEL_CARD.md)
+        assert d.area_m2.sum() < 0.015 * scene_m2, (p, len(d), d.area_m2.sum())
 
 
-def test_train_smoke(tmp_path):
-    pytest.importorskip("tensorflow")
+def test_train_smoke(tmp_path, tf):
     out = tmp_path / "smoke.keras"
     res = subprocess.run([sys.executable, str(PLUGIN_DIR / "train.py"), "--smoke", "--out", str(out)],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "step 1/1" in res.stdout and "sha256" in res.stdout and out.is_file()
+    assert "step 1/1" in res.stdout and "threshold chosen on validation" in res.stdout
+    assert "sha256" in res.stdout and out.is_file()
