@@ -87,7 +87,12 @@ def _candidates(assets) -> list[tuple[Path, str]]:
     env = os.environ.get(ENV_VAR)
     if env:
         return [(Path(env), f"${ENV_VAR}")]
-    return [(default_assets_dir(), "the checkout's tests/browser/node_modules")]
+    checkout = default_assets_dir()
+    if checkout.is_dir():
+        return [(checkout, "the checkout's tests/browser/node_modules")]
+    from geodetect.viz.install_assets import user_assets_dir  # a pip-installed geodetect
+
+    return [(user_assets_dir(), "the user folder `python -m geodetect.viz.install_assets` fills")]
 
 
 def _installed_version(root: Path, package: str) -> str | None:
@@ -116,7 +121,7 @@ def find_assets(assets=None, *, verify: bool = True) -> dict[Asset, bytes]:
         if not f.is_file() or have is None:
             raise MissingDependencyError(
                 f"offline map assets not found: {f} is missing (looked in {root}, from {source}); install them "
-                f"with `{INSTALL_HINT}` in the geodetect checkout, or set {ENV_VAR} to a node_modules folder holding "
+                f"with `python -m geodetect.viz.install_assets` (a pip-installed geodetect) or `{INSTALL_HINT}` in the geodetect checkout, or set {ENV_VAR} to a node_modules folder holding "
                 f"{a.package}@{a.version}"
             )
         if have != a.version:
