@@ -6,20 +6,25 @@ detector) and run through :func:`geodetect.detect`, scenes in, detections out:
 
 * six classes: ``LandUseClassifier()``, the tile's class against the AID
   image's seed class (:data:`geodetect.train.landuse.AID_TO_LAND_USE`);
-* three classes, two ways: the plugin's ``grouping="three-class"`` (group
-  probabilities summed, what ``-O grouping=three-class`` gives), and the
-  six-class label mapped through the grouping (what ``geodetect evaluate
-  --grouping three-class`` scores);
+* three classes: the six-class label mapped through the grouping (what
+  ``geodetect evaluate --grouping three-class`` scores), and on the test split
+  also the plugin's ``grouping="three-class"`` (group probabilities summed,
+  what ``-O grouping=three-class`` gives);
 * unmapped AID classes (Mountain, Pond, River): what the model calls them;
 * robustness (test split): the same images as one grey band repeated three
-  times (a panchromatic scene), and placed at 10 m instead of 8 (1.25 x the
-  ground: the host reads 280 px, 2 x 2 overlapping tiles; the image's label is
-  the tiles' majority);
+  times (a panchromatic scene); and the quality-test subset placed at 10 m
+  instead of 8 (1.25 x the ground: the host reads 280 px, 2 x 2 overlapping
+  tiles; the image's label is the tiles' majority);
 * the quality-test subset (test images numbered 20, 40, ..., 200; what
   ``tests/test_landuse_real.py`` checks);
 * speed: gd.detect over one placed mosaic of test images vs the bare compiled model on the same tiles.
 
     python plugins/land_use_classifier/evaluate.py [--data ../shared/data/landuse-aid] [--out eval_real.json]
+
+On a busy machine the parts can run in parallel processes and be merged:
+
+    evaluate.py --parts val --out /tmp/a.json & evaluate.py --parts test,test_three --out /tmp/b.json & ...
+    evaluate.py --merge /tmp/a.json /tmp/b.json ... --out eval_real.json
 """
 
 from __future__ import annotations
@@ -91,7 +96,12 @@ def scores(truth, pred, classes) -> dict:
 
 
 def evaluate_items(mod, det6, det3, items, workdir: Path, *, gsd_m: float, grey: bool = False) -> dict:
-    """Six- and three-class scores of AID ``items`` placed at ``gsd_m`` (``grey``: one band repeated)."""
+    """Six- and three-class scores of AID ``items`` placed at ``gsd_m`` (``grey``: one band repeated).
+
+    ``three_label_mapped``: the six-class label put through the grouping (``geodetect evaluate
+    --grouping three-class``); ``three``: the ``grouping="three-class"`` detector ``det3`` (group
+    probabilities summed), run only when ``det3`` is given.
+    """
     from geodetect.train.landuse import read_image
 
     images = {}
@@ -101,16 +111,16 @@ def evaluate_items(mod, det6, det3, items, workdir: Path, *, gsd_m: float, grey:
             img = np.repeat(np.rint(img @ np.array([0.299, 0.587, 0.114]))[..., None], 3, axis=-1).astype(np.uint8)
         images[f"{it.aid_class}_{it.number}"] = img
     six = detect_labels(det6, images, workdir / "six", gsd_m)
-    three = detect_labels(det3, images, workdir / "three", gsd_m)
     keys = list(images)
     mapped = [(k, it) for k, it in zip(keys, items) if it.land_use is not None]
+    truth3 = [mod.THREE_CLASS[it.land_use] for _, it in mapped]
     res = {
         "six": scores([it.land_use for _, it in mapped], [six[k] for k, _ in mapped], list(mod.CLASSES)),
-        "three": scores([mod.THREE_CLASS[it.land_use] for _, it in mapped], [three[k] for k, _ in mapped],
-                        list(mod.GROUPS)),
-        "three_label_mapped": scores([mod.THREE_CLASS[it.land_use] for _, it in mapped],
-                                     [mod.THREE_CLASS[six[k]] for k, _ in mapped], list(mod.GROUPS)),
+        "three_label_mapped": scores(truth3, [mod.THREE_CLASS[six[k]] for k, _ in mapped], list(mod.GROUPS)),
     }
+    if det3 is not None:
+        three = detect_labels(det3, images, workdir / "three", gsd_m)
+        res["three"] = scores(truth3, [three[k] for k, _ in mapped], list(mod.GROUPS))
     per_aid: dict = {}
     for k, it in zip(keys, items):
         d = per_aid.setdefault(it.aid_class, {"seed_class": it.land_use, "images": 0, "predicted": Counter()})
@@ -124,7 +134,7 @@ def evaluate_items(mod, det6, det3, items, workdir: Path, *, gsd_m: float, grey:
     return res
 
 
-def speed(mod, det6, items, workdir: Path, n_side: int = 12, repeats: int = 3) -> dict:
+def speed(mod, det6, items, workdir: Path, n_side: int = 8, repeats: int = 3) -> dict:
     """tiles/s and Mpx/s of gd.detect over one placed mosaic of n_side x n_side test images, and of the bare
     compiled model on the same tiles (best of ``repeats``)."""
     import geodetect as gd
@@ -164,15 +174,19 @@ def speed(mod, det6, items, workdir: Path, n_side: int = 12, repeats: int = 3) -
             "note": "one TensorFlow thread; best of %d; machine shared with other jobs" % repeats}
 
 
-def evaluate(data: Path, *, threads: int = 1, robustness: bool = True, with_speed: bool = True) -> dict:
+PARTS = ("val", "test", "test_three", "subset", "grey", "scale", "speed")
+
+
+def evaluate(data: Path, *, threads: int = 1, parts=PARTS) -> dict:
+    """The evaluation's ``parts`` (all by default; separate processes can run some each and
+    :func:`merge` their JSON)."""
     from geodetect.plugins.weights import configure_tensorflow, sha256_of
-    from geodetect.train.landuse import AID_TO_LAND_USE, read_aid
+    from geodetect.train.landuse import AID_TO_LAND_USE, read_aid, read_image
 
     configure_tensorflow(threads)
     mod = load_plugin()
     det6, det3 = mod.LandUseClassifier(), mod.LandUseClassifier(grouping="three-class")
     det6.ensure_loaded()
-    det3.ensure_loaded()
     t0 = time.time()
     out = {
         "detector": det6.spec.name, "version": det6.spec.version, "weights_sha256": sha256_of(mod.WEIGHTS),
@@ -180,32 +194,60 @@ def evaluate(data: Path, *, threads: int = 1, robustness: bool = True, with_spee
         "split_rule": "by file number n: (n - 1) % 20 in 0..13 train, 14..16 val, 17..19 test",
         "aid_to_seed": AID_TO_LAND_USE,
         "placement_gsd_m": mod.PLACEMENT_GSD_M, "spec_gsd_m": det6.spec.gsd_m, "tile_size": det6.spec.tile_size,
-        "gsd_range": list(det6.spec.gsd_range), "python": platform.python_version(),
+        "gsd_range": list(det6.spec.gsd_range), "python": platform.python_version(), "parts": list(parts),
     }
+    test = read_aid(data, "test")
+    mapped = [it for it in test if it.land_use is not None]
+    sub = [it for it in quality_subset(test) if it.land_use is not None]
     with tempfile.TemporaryDirectory(prefix="landuse-real-eval-") as wd:
         wd = Path(wd)
         for split in ("val", "test"):
-            items = read_aid(data, split)
-            out[split] = evaluate_items(mod, det6, det3, items, wd / split, gsd_m=mod.PLACEMENT_GSD_M)
-            print(f"{split}: six-class accuracy {out[split]['six']['accuracy']:.3f}, three-class "
-                  f"{out[split]['three']['accuracy']:.3f} ({out[split]['six']['images']} images)", flush=True)
-        test = read_aid(data, "test")
-        sub = quality_subset(test)
-        q = evaluate_items(mod, det6, det3, sub, wd / "subset", gsd_m=mod.PLACEMENT_GSD_M)
-        out["test_quality_subset"] = {"rule": "test images numbered 20, 40, ..., 200", "six": q["six"],
-                                      "three": q["three"]}
-        if robustness:
-            mapped = [it for it in test if it.land_use is not None]
-            for name, kw in (("test_grey", dict(gsd_m=mod.PLACEMENT_GSD_M, grey=True)),
-                             ("test_at_10m", dict(gsd_m=SCALE_GSD_M))):
-                r = evaluate_items(mod, det6, det3, mapped, wd / name, **kw)
-                out[name] = {"six": r["six"], "three": r["three"]}
-                print(f"{name}: six-class accuracy {r['six']['accuracy']:.3f}, three-class {r['three']['accuracy']:.3f}",
+            if split in parts:
+                out[split] = evaluate_items(mod, det6, None, read_aid(data, split), wd / split, gsd_m=mod.PLACEMENT_GSD_M)
+                print(f"{split}: six-class accuracy {out[split]['six']['accuracy']:.3f}, three-class "
+                      f"{out[split]['three_label_mapped']['accuracy']:.3f} ({out[split]['six']['images']} images)",
                       flush=True)
-        if with_speed:
+        if "test_three" in parts:  # the grouping="three-class" detector (probabilities summed) on the test split
+            det3.ensure_loaded()
+            images = {f"{it.aid_class}_{it.number}": read_image(it.path) for it in mapped}
+            got = detect_labels(det3, images, wd / "three", mod.PLACEMENT_GSD_M)
+            out["test_three"] = scores([mod.THREE_CLASS[it.land_use] for it in mapped],
+                                       [got[f"{it.aid_class}_{it.number}"] for it in mapped], list(mod.GROUPS))
+        named = {"subset": ("test_quality_subset", sub, dict(gsd_m=mod.PLACEMENT_GSD_M)),
+                 "grey": ("test_grey", mapped, dict(gsd_m=mod.PLACEMENT_GSD_M, grey=True)),
+                 "scale": ("test_subset_at_10m", sub, dict(gsd_m=SCALE_GSD_M))}
+        for part, (name, its, kw) in named.items():
+            if part in parts:
+                r = evaluate_items(mod, det6, None, its, wd / name, **kw)
+                out[name] = {"six": r["six"], "three_label_mapped": r["three_label_mapped"]}
+                print(f"{name}: six-class accuracy {r['six']['accuracy']:.3f}, three-class "
+                      f"{r['three_label_mapped']['accuracy']:.3f}", flush=True)
+        if "subset" in parts:
+            out["test_quality_subset"]["rule"] = "test images numbered 20, 40, ..., 200 (mapped classes)"
+        if "speed" in parts:
             out["speed"] = speed(mod, det6, test, wd)
     out["seconds"] = round(time.time() - t0, 1)
     return out
+
+
+def merge(results: list) -> dict:
+    """One result from the partial results of :func:`evaluate` (same weights); ``test_three`` joins ``test``."""
+    out: dict = {}
+    for r in results:
+        for k, v in r.items():
+            if k in out and k not in ("parts", "seconds") and k in PARTS_KEYS and out[k] != v:
+                raise ValueError(f"partial results disagree on {k!r}")
+            out.setdefault(k, v)
+    if len({r["weights_sha256"] for r in results}) != 1:
+        raise ValueError("partial results are of different weights")
+    out["parts"] = sorted({p for r in results for p in r["parts"]})
+    out["seconds"] = round(sum(r["seconds"] for r in results), 1)
+    if "test_three" in out and "test" in out:
+        out["test"]["three"] = out.pop("test_three")
+    return out
+
+
+PARTS_KEYS = ("detector", "version", "weights_sha256", "spec_gsd_m", "placement_gsd_m", "split_rule")
 
 
 def _conf_md(r: dict) -> list[str]:
@@ -220,20 +262,24 @@ def _conf_md(r: dict) -> list[str]:
 
 def markdown(res: dict) -> str:
     """The model card's tables, from the JSON (so every number in the card comes from it)."""
-    L = ["| split | images | six classes: accuracy (balanced) | three classes: accuracy (balanced) | "
-         "three classes, label mapped |", "| --- | ---: | ---: | ---: | ---: |"]
+    L = ["| split | images | six classes: accuracy (balanced) | three classes, label mapped: accuracy (balanced) | "
+         "three classes, probabilities summed |", "| --- | ---: | ---: | ---: | ---: |"]
     rows = [("validation", res["val"]), ("test", res["test"]), ("test subset (quality test)", res["test_quality_subset"])]
-    rows += [(k, res[k]) for k in ("test_grey", "test_at_10m") if k in res]
+    names = {"test_grey": "test, grey (one band repeated)", "test_subset_at_10m": "test subset placed at 10 m (1.25x)"}
+    rows += [(v, res[k]) for k, v in names.items() if k in res]
     for name, r in rows:
-        tm = r.get("three_label_mapped")
+        tm, t3 = r["three_label_mapped"], r.get("three")
         L.append(f"| {name} | {r['six']['images']} | {r['six']['accuracy']:.3f} ({r['six']['balanced_accuracy']:.3f}) | "
-                 f"{r['three']['accuracy']:.3f} ({r['three']['balanced_accuracy']:.3f}) | "
-                 + (f"{tm['accuracy']:.3f} |" if tm else "— |"))
+                 f"{tm['accuracy']:.3f} ({tm['balanced_accuracy']:.3f}) | "
+                 + (f"{t3['accuracy']:.3f} ({t3['balanced_accuracy']:.3f}) |" if t3 else "— |"))
     for split in ("test", "val"):
         L += ["", f"Confusion, {split} split, six classes (rows: truth; shrub has no AID image):", ""]
         L += _conf_md(res[split]["six"])
-        L += ["", f"Confusion, {split} split, three classes (plugin grouping, probabilities summed):", ""]
-        L += _conf_md(res[split]["three"])
+        L += ["", f"Confusion, {split} split, three classes (six-class label mapped by the grouping):", ""]
+        L += _conf_md(res[split]["three_label_mapped"])
+        if "three" in res[split]:
+            L += ["", f"Confusion, {split} split, three classes (grouping='three-class': probabilities summed):", ""]
+            L += _conf_md(res[split]["three"])
     L += ["", "Test split by AID class (what the six-class model calls each):", "",
           "| AID class | seed class | images | predicted | accuracy |", "| --- | --- | ---: | --- | ---: |"]
     for aid, d in sorted(res["test"]["per_aid_class"].items()):
@@ -254,8 +300,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="AID-layout folder (default ../shared/data/landuse-aid)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON to write (default eval_real.json beside this script)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--no-robustness", action="store_true")
-    p.add_argument("--no-speed", action="store_true")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated parts to run (default all: {','.join(PARTS)})")
+    p.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                   help="only merge partial JSONs (each from a --parts run) into --out")
     p.add_argument("--markdown", type=Path, default=None, metavar="JSON",
                    help="only print the model card's tables from an earlier run's JSON")
     a = p.parse_args(argv)
@@ -263,10 +310,24 @@ def main(argv=None) -> int:
         print(markdown(json.loads(a.markdown.read_text())))
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    res = evaluate(a.data, threads=a.threads, robustness=not a.no_robustness, with_speed=not a.no_speed)
+    if a.merge:
+        res = merge([json.loads(f.read_text()) for f in a.merge])
+    else:
+        parts = tuple(a.parts.split(","))
+        bad = set(parts) - set(PARTS)
+        if bad:
+            p.error(f"unknown parts {sorted(bad)}; choose from {', '.join(PARTS)}")
+        res = evaluate(a.data, threads=a.threads, parts=parts)
+        if "test_three" in res and "test" in res:
+            res["test"]["three"] = res.pop("test_three")
     a.out.write_text(json.dumps(res, indent=1, sort_keys=False) + "\n")
+    if set(PARTS) - set(res["parts"]):
+        print(f"wrote the parts {res['parts']} to {a.out}")
+        return 0
     for split in ("val", "test"):
-        for k in ("six", "three"):
+        for k in ("six", "three", "three_label_mapped"):
+            if k not in res[split]:
+                continue
             r = res[split][k]
             print(f"--- {split}, {k} classes: accuracy {r['accuracy']:.3f}, balanced {r['balanced_accuracy']:.3f} "
                   f"({r['images']} images) ---")
