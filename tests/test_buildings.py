@@ -247,7 +247,7 @@ def test_quality_floor_on_real_dubai_test_images(detector, tmp_path):
     assert s["pixel_accuracy"] >= QUICK_ACC - 0.02, s
 
 
-def test_scenes_far_off_1m_are_refused(detector, tmp_path):
+def test_scenes_coarser_than_2_5m_are_refused(detector, tmp_path):
     """A 5 m scene would be blown up 2.5 times: refused with the range in the message."""
     from geodetect.errors import GeoreferenceError
     from geodetect.train.placement import write_placed

@@ -1,6 +1,9 @@
-"""Evaluate the building segmenter on simulated scenes it never saw; print the model card's numbers.
+"""Evaluate the building segmenter on simulated urban scenes (a check of the host path, not of quality).
 
-Scenes: simulator seeds 1..8 (training uses seeds from 10000 up, validation
+The model card's numbers come from ``evaluate_real.py`` (real Dubai test images); the
+model, trained on real 1 m imagery and run at 2 m, was not tuned on these scenes.
+
+Scenes: simulator seeds 1..8 (the earlier simulated-only training used seeds from 10000 up, validation
 from 20000 up), 1024 x 1024 pixels at 0.3 m, in four UTM zones, each written
 with its ``<stem>_truth.geojson`` beside it as ``geodetect simulate`` does.
 Scores come from :func:`geodetect.evaluate.evaluate`, the code behind
