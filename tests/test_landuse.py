@@ -451,3 +451,17 @@ def test_check_detector_and_pickling(detector, detector3):
     check_detector(detector3)
     again = pickle.loads(pickle.dumps(detector3))  # Spark ships detectors to workers
     assert again.spec.classes == ("developed", "cultivated", "undeveloped") and again._model is None
+
+
+def test_scenes_outside_the_gsd_range_are_refused(detector, tmp_path):
+    """Landsat-like 30 m pixels (or 0.1 m drone pixels) are far from the AID scales it learnt: refused, with the range."""
+    from geodetect.errors import GeoreferenceError
+    from geodetect.train.placement import write_placed
+
+    img = np.full((150, 150, 3), 120, np.uint8)
+    for g in (30.0, 0.1):
+        p = write_placed(img, tmp_path / f"g{g}.tif", g)
+        with pytest.raises(GeoreferenceError, match=r"outside the 0\.5-10 m land-use-classifier"):
+            gd.detect(str(p), detector, progress=False)
+    # the declared 8 m placement is inside: the image is one 1.2 km tile
+    assert len(gd.detect(str(write_placed(img, tmp_path / "ok.tif", 8.0)), detector, progress=False)) == 1
