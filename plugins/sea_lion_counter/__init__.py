@@ -202,7 +202,8 @@ class SeaLionCounter(Detector):
     ----------
     cnn : False runs the classical stage alone (v0.1 behaviour), without TensorFlow.
     weights, sha256 : another ``.keras`` classifier (e.g. the seed baseline from
-        ``train.py --baseline``) and its sha256; default the committed weights.
+        ``train.py --baseline``) and its sha256; default the committed weights and their hash (another file
+        without its sha256 is refused).
     accept : an animal is reported when P(not_sea_lion) < 1 - accept.
     """
 
@@ -231,7 +232,7 @@ class SeaLionCounter(Detector):
     def __init__(self, *, cnn: bool = True, weights=None, sha256: str | None = None, accept: float = ACCEPT):
         self.cnn = bool(cnn)
         self.weights = Path(weights) if weights is not None else WEIGHTS
-        self.sha256 = sha256 if sha256 is not None or weights is not None else self.spec.weights_sha256
+        self.sha256 = sha256 if sha256 is not None else self.spec.weights_sha256
         self.accept = float(accept)
         self._model = self._infer = None
 

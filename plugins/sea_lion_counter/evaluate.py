@@ -1,4 +1,5 @@
-"""Evaluate the sea-lion counter through ``gd.detect`` on simulated rookeries never used in training.
+"""Evaluate the sea-lion counter through ``gd.detect`` on simulated rookeries never used in training
+(the real photographs: ``evaluate_real.py``).
 
     python -m geodetect_plugins.sea_lion_counter.evaluate                  # LoG-only vs LoG+CNN (+ baseline if built)
     python -m geodetect_plugins.sea_lion_counter.evaluate --scenes 4 --json out.json
