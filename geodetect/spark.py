@@ -602,7 +602,9 @@ def _aggregate_sedona(spark, sdf, reg, cls):
     dets = _point_detections(sdf.withColumn("_det_id", F.monotonically_increasing_id()),
                              keep=("_det_id", "class_name"))
     classes = spark.createDataFrame([(c,) for c in cls["class_name"]], "class_name string")
-    _regions_frame(spark, reg).createOrReplaceTempView("_gd_regions")
+    # the regions are small: a broadcast hint makes Sedona join with a broadcast spatial index
+    # instead of spatially partitioning (shuffling) every detection
+    F.broadcast(_regions_frame(spark, reg)).createOrReplaceTempView("_gd_regions")
     dets.createOrReplaceTempView("_gd_detections")
     classes.createOrReplaceTempView("_gd_classes")
     q = AGGREGATE_SQL.format(detections="_gd_detections", regions="_gd_regions", classes="_gd_classes")
