@@ -264,6 +264,13 @@ def _scene_for(name: str, tmp_path: Path):
         from geodetect_plugins.water_segmenter.data import landsat_path, write_rows
 
         return write_rows(landsat_path(), tmp_path / "bay.tif", (600, 1368), (700, 1468)), {"bands": "nir=1,red=2,green=3"}
+    if name == "building-segmenter":  # trained on real Dubai imagery: a real held-out test image, placed at 1 m
+        from conftest import real_dataset
+        from geodetect.train.placement import write_placed
+        from geodetect_plugins.building_segmenter.dubai import load_split
+
+        (_, img, _), = load_split(real_dataset("buildings-dubai"), "test", keys=("tile_4/image_part_003",))
+        return str(write_placed(img, tmp_path / "dubai.tif", 1.0)), {}
     kind, size = {"vehicle-detector": ("vehicles", (768, 768)), "building-segmenter": ("urban", (512, 512)),
                   "land-use-classifier": ("land-use", (672, 672))}[name]
     gsd = gd.plugins.get_detector(name).spec.gsd_m  # at the detector's own GSD (the retrained ones may change it)
