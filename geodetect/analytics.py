@@ -216,6 +216,22 @@ def _classes_table(classes):
     return pd.DataFrame({"class_name": pd.Series(names, dtype=object)})
 
 
+def _transitions_table(t, reg):
+    """Change transitions per region (``_region_order, class_before, class_after, count, area_q`` with
+    ``area_q`` in :data:`_AREA_QUANTUM` units) as the report's typed table with the region columns."""
+    import pandas as pd
+
+    t = pd.DataFrame({
+        "_region_order": t["_region_order"].to_numpy(np.int64),
+        "class_before": t["class_before"].to_numpy(object),
+        "class_after": t["class_after"].to_numpy(object),
+        "count": t["count"].to_numpy(np.int64),
+        "area_m2": t["area_q"].to_numpy(np.int64).astype(np.float64) / _AREA_QUANTUM,
+        "changed": (t["class_before"] != t["class_after"]).to_numpy(bool),
+    })
+    return _with_region_columns(t, reg, lead=("class_before", "class_after"))
+
+
 def _with_region_columns(df, reg: _Regions, lead=()):
     """Replace ``_region_order`` by the region id (and name) columns, in region order."""
     import pandas as pd
@@ -502,15 +518,7 @@ def change(
         .agg(count=("_key", "size"), area_q=("_area_q", "sum"))
         .reset_index()
     )
-    t = pd.DataFrame({
-        "_region_order": t["_region_order"].to_numpy(np.int64),
-        "class_before": t["class_before"].to_numpy(object),
-        "class_after": t["class_after"].to_numpy(object),
-        "count": t["count"].to_numpy(np.int64),
-        "area_m2": t["area_q"].to_numpy(np.int64).astype(np.float64) / _AREA_QUANTUM,
-        "changed": (t["class_before"] != t["class_after"]).to_numpy(bool),
-    })
-    transitions = _with_region_columns(t, reg, lead=("class_before", "class_after"))
+    transitions = _transitions_table(t, reg)
     return ChangeReport(
         deltas=deltas,
         transitions=transitions,

@@ -31,7 +31,7 @@ import os
 import sys
 from pathlib import Path
 
-from geodetect.errors import ConfigError, GeodetectError, MissingDependencyError
+from geodetect.errors import ConfigError, MissingDependencyError
 
 __all__ = ["session", "detect", "write", "to_geopandas", "as_wkb", "register", "aggregate", "heatmap", "change", "plan",
            "sedona_available", "sedona_jars", "check_workers", "SEDONA_COORDINATES", "SEDONA_PACKAGES",
@@ -697,12 +697,10 @@ def change(before, after, regions, by: str, *, name_col: str | None = None, grid
     ones are assigned to regions with Sedona's spatial join. Only region tables
     reach the driver.
     """
-    import numpy as np
-    import pandas as pd
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from geodetect.analytics import (_AREA_QUANTUM, ChangeReport, _classes_table, _prepare_regions,
+    from geodetect.analytics import (ChangeReport, _classes_table, _prepare_regions, _transitions_table,
                                      _with_region_columns)
     from geodetect.engines import ASSIGN_SQL
 
@@ -747,14 +745,6 @@ def change(before, after, regions, by: str, *, name_col: str | None = None, grid
     finally:
         kb.unpersist()
         ka.unpersist()
-    t = pd.DataFrame({
-        "_region_order": t["_region_order"].to_numpy(np.int64),
-        "class_before": t["class_before"].to_numpy(object),
-        "class_after": t["class_after"].to_numpy(object),
-        "count": t["count"].to_numpy(np.int64),
-        "area_m2": t["area_q"].to_numpy(np.int64).astype(np.float64) / _AREA_QUANTUM,
-        "changed": (t["class_before"] != t["class_after"]).to_numpy(bool),
-    })
-    transitions = _with_region_columns(t, reg, lead=("class_before", "class_after"))
+    transitions = _transitions_table(t, reg)
     return ChangeReport(deltas=deltas, transitions=transitions, matched=int(n_m), unmatched_before=int(n_b - n_m),
                         unmatched_after=int(n_a - n_m), attrs={"engine": "spark"})

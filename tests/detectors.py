@@ -90,3 +90,14 @@ class FlakyPoints(BrightPoints):
                 os.close(fd)
                 raise RuntimeError("simulated executor failure")
         return out
+
+
+def spots(write_raster, name, shape, n, seed, half=2):
+    """A dark scene with ``n`` bright squares of side ``2 * half`` at random places (seeded): for the
+    point and box test detectors above. ``write_raster`` is the conftest fixture."""
+    rng = np.random.default_rng(seed)
+    img = np.full(shape, 20, np.uint8)
+    pts = rng.integers(8, np.array(shape[::-1]) - 8, (n, 2))
+    for c, r in pts:
+        img[r - half : r + half, c - half : c + half] = 250
+    return write_raster(img, name=name)

@@ -1,7 +1,6 @@
 """Spark with Apache Sedona registered (the shared `spark` fixture): inference inside tasks, big scenes split in
 blocks without seams, Sedona geometry columns, aggregation (Sedona SQL and the STRtree fallback), the SQL table function."""
 
-import os
 from pathlib import Path
 
 import geopandas as gpd
@@ -10,19 +9,10 @@ import pytest
 import shapely
 
 import geodetect as gd
-from detectors import BrightBoxes, BrightPoints, MeanLabel
+from detectors import BrightBoxes, BrightPoints, MeanLabel, spots
 from geodetect.testing import assert_detections_equal
 
 gds = pytest.importorskip("geodetect.spark")
-
-
-def _spots(write_raster, name, shape, n, seed, half=2):
-    rng = np.random.default_rng(seed)
-    img = np.full(shape, 20, np.uint8)
-    pts = rng.integers(8, np.array(shape[::-1]) - 8, (n, 2))
-    for c, r in pts:
-        img[r - half : r + half, c - half : c + half] = 250
-    return write_raster(img, name=name)
 
 
 def _to_gdf(sdf):
@@ -32,7 +22,7 @@ def _to_gdf(sdf):
 @pytest.mark.slow
 @pytest.mark.parametrize("det", [BrightPoints, BrightBoxes, MeanLabel], ids=["points", "boxes", "labels"])
 def test_spark_matches_local_with_blocks(spark, write_raster, det):
-    scenes = [_spots(write_raster, f"s{i}.tif", (300 + 37 * i, 280), 60, i) for i in range(3)]
+    scenes = [spots(write_raster, f"s{i}.tif", (300 + 37 * i, 280), 60, i) for i in range(3)]
     local = gd.detect(scenes, det, progress=False)
     units = gds.plan(scenes, det, block_rows=2)
     assert len(units) > len(scenes)  # scenes really were split into blocks
@@ -48,7 +38,7 @@ def test_spark_matches_local_with_blocks(spark, write_raster, det):
 @pytest.mark.slow
 def test_spark_is_deterministic_per_unit(spark, write_raster):
     """A retried task recomputes the same rows: two runs give identical results."""
-    scene = _spots(write_raster, "d.tif", (400, 400), 80, 7)
+    scene = spots(write_raster, "d.tif", (400, 400), 80, 7)
     a = _to_gdf(gds.detect(spark, [scene], BrightPoints, block_rows=1))
     b = _to_gdf(gds.detect(spark, [scene], BrightPoints, block_rows=3))
     assert_detections_equal(a, b)
@@ -56,7 +46,7 @@ def test_spark_is_deterministic_per_unit(spark, write_raster):
 
 @pytest.mark.slow
 def test_sql_table_function_and_view(spark, write_raster, tmp_path):
-    scene = _spots(write_raster, "u.tif", (200, 200), 10, 3)
+    scene = spots(write_raster, "u.tif", (200, 200), 10, 3)
     gd.register_detector(BrightPoints, replace=True)
     try:
         gds.register(spark, detections=gds.detect(spark, [scene], BrightPoints))

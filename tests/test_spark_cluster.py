@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from detectors import spots
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "scripts"))
@@ -77,15 +77,6 @@ print(json.dumps(out))
 '''
 
 
-def _spots(write_raster, name, shape, n, seed, half=2):
-    rng = np.random.default_rng(seed)
-    img = np.full(shape, 20, np.uint8)
-    pts = rng.integers(8, np.array(shape[::-1]) - 8, (n, 2))
-    for c, r in pts:
-        img[r - half : r + half, c - half : c + half] = 250
-    return write_raster(img, name=name)
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -101,7 +92,7 @@ def test_standalone_cluster_detect_aggregate_retry_and_lost_worker(write_raster,
 
     pytest.importorskip("pyspark")
     was_killed = False
-    scenes = [_spots(write_raster, f"c{i}.tif", (420 + 37 * i, 300), 80, 20 + i) for i in range(3)]
+    scenes = [spots(write_raster, f"c{i}.tif", (420 + 37 * i, 300), 80, 20 + i) for i in range(3)]
     marks, kill_dir = tmp_path / "marks", tmp_path / "started"
     marks.mkdir()
     kill_dir.mkdir()

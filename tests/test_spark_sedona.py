@@ -12,7 +12,7 @@ import pytest
 import shapely
 
 import geodetect as gd
-from detectors import BrightBoxes, BrightPoints, MeanLabel
+from detectors import BrightBoxes, BrightPoints, MeanLabel, spots
 from geopandas.testing import assert_geodataframe_equal
 
 from geodetect.testing import assert_detections_equal
@@ -20,15 +20,6 @@ from geodetect.testing import assert_detections_equal
 gds = pytest.importorskip("geodetect.spark")
 
 COUNTIES = Path(__file__).parent.parent / "sample_data" / "counties_demo.geojson"
-
-
-def _spots(write_raster, name, shape, n, seed, half=2):
-    rng = np.random.default_rng(seed)
-    img = np.full(shape, 20, np.uint8)
-    pts = rng.integers(8, np.array(shape[::-1]) - 8, (n, 2))
-    for c, r in pts:
-        img[r - half : r + half, c - half : c + half] = 250
-    return write_raster(img, name=name)
 
 
 def _grid(dets, n=3):
@@ -49,7 +40,7 @@ def _frame(spark, dets):
 
 @pytest.mark.slow
 def test_write_geoparquet_with_sedona_reads_back_in_geopandas_and_sedonadb(spark, write_raster, tmp_path):
-    scenes = [_spots(write_raster, f"w{i}.tif", (260, 240), 30, 40 + i) for i in range(2)]
+    scenes = [spots(write_raster, f"w{i}.tif", (260, 240), 30, 40 + i) for i in range(2)]
     local = gd.detect(scenes, BrightBoxes, progress=False)
     sdf = gds.detect(spark, scenes, BrightBoxes, block_rows=2)
     out = gds.write(sdf, tmp_path / "boxes.parquet")
@@ -107,7 +98,7 @@ def test_change_on_spark_equals_gd_change(spark, write_raster):
 
 @pytest.mark.slow
 def test_points_detected_on_spark_aggregate_like_local(spark, write_raster):
-    scenes = [_spots(write_raster, f"a{i}.tif", (300, 280), 60, 50 + i) for i in range(2)]
+    scenes = [spots(write_raster, f"a{i}.tif", (300, 280), 60, 50 + i) for i in range(2)]
     local = gd.detect(scenes, BrightPoints, progress=False)
     sdf = gds.detect(spark, scenes, BrightPoints, block_rows=2)
     regions = _grid(local)

@@ -65,11 +65,17 @@ def bare_throughput(det, path, batch: int = 8, repeats: int = 2) -> float:
     """Tiles/s of the compiled model alone on the tiles of one scene (no I/O, no blending, no polygons)."""
     import rasterio
 
+    with rasterio.open(path) as ds:
+        img = np.moveaxis(ds.read(), 0, -1)
+    return bare_throughput_on(det, img, batch, repeats)
+
+
+def bare_throughput_on(det, img, batch: int = 8, repeats: int = 2) -> float:
+    """Tiles/s of the compiled model alone on the tiles of a uint8 (H, W, 3) image."""
     from geodetect.io.tiling import Tiling
 
     spec = det.spec
-    with rasterio.open(path) as ds:
-        img = np.moveaxis(ds.read(), 0, -1).astype(np.float32) / 255.0
+    img = img.astype(np.float32) / 255.0
     tiling = Tiling(img.shape[1], img.shape[0], spec.tile_size, spec.overlap)
     tiles = np.stack([img[y:y + h, x:x + w] for x, y, w, h in map(tiling.tile, range(len(tiling)))])
     det._run(tiles[:batch]).numpy()  # warm-up

@@ -29,8 +29,10 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import dubai as D  # type: ignore[no-redef]
+    import evaluate as E  # type: ignore[no-redef]
 else:
     from . import dubai as D
+    from . import evaluate as E
 
 HERE = Path(__file__).resolve().parent
 
@@ -93,22 +95,6 @@ def score_split(det, images, folder, batch_size: int = 8) -> dict:
     return out
 
 
-def bare_throughput(det, img, batch: int = 8, repeats: int = 2) -> float:
-    """Tiles/s of the compiled model alone on the tiles of one image (no I/O, blending or polygons)."""
-    from geodetect.io.tiling import Tiling
-
-    spec = det.spec
-    x = img.astype(np.float32) / 255.0
-    tiling = Tiling(x.shape[1], x.shape[0], spec.tile_size, spec.overlap)
-    tiles = np.stack([x[y:y + h, c:c + w] for c, y, w, h in map(tiling.tile, range(len(tiling)))])
-    det._run(tiles[:batch]).numpy()  # warm-up
-    t = time.perf_counter()
-    for _ in range(repeats):
-        for i in range(0, len(tiles), batch):
-            det._run(tiles[i:i + batch]).numpy()
-    return repeats * len(tiles) / (time.perf_counter() - t)
-
-
 def evaluate(root, splits=("val", "test"), *, batch_size: int = 8, threads: int = 1) -> dict:
     from geodetect.plugins.weights import configure_tensorflow
 
@@ -134,7 +120,7 @@ def evaluate(root, splits=("val", "test"), *, batch_size: int = 8, threads: int 
                 out["speed"] = {
                     "detect_tiles_per_s": out[split]["tiles"] / out[split]["detect_seconds"],
                     "detect_mpx_per_s": out[split]["megapixels"] / out[split]["detect_seconds"],
-                    "bare_tiles_per_s": bare_throughput(det, big[1], batch_size),
+                    "bare_tiles_per_s": E.bare_throughput_on(det, big[1], batch_size),
                     "tile_px": spec.tile_size, "bare_image": big[0],
                 }
                 out["speed"]["bare_mpx_per_s"] = out["speed"]["bare_tiles_per_s"] * (spec.tile_size - spec.overlap) ** 2 / 1e6
