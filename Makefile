@@ -41,7 +41,7 @@ test: venv          ## the whole test suite
 test-fast: venv     ## skip tests marked slow
 	$(BIN)/python -m pytest -q -m "not slow"
 
-demo: venv          ## simulate two Aleutian rookery scenes, count sea lions per borough, write out/demo/
+demo: venv          ## real Landsat SF Bay water per county (SedonaDB), then three simulated rookeries; write out/demo/
 	$(BIN)/python scripts/demo.py out/demo
 
 fuzz: venv          ## the fuzz tests with many more examples than CI runs
