@@ -568,8 +568,10 @@ def test_interrupted_segmentation_run_removes_its_scratch(tmp_path, sig, code):
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
     code_text = _SLOW_SCRIPT.format(tests=str(Path(__file__).parent), scene=scene, out=str(tmp_path / "w.parquet"))
+    # a run started in the background (nohup, `cmd &`) inherits SIGINT ignored, and Python then keeps
+    # ignoring it: give the child the default disposition a terminal user's run has
     proc = subprocess.Popen([sys.executable, "-c", code_text], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and not list(scratch.glob("geodetect-mosaic-*/blend.tif")):
         assert proc.poll() is None, proc.communicate()
