@@ -50,7 +50,7 @@ def _drop_losers(pairs: np.ndarray, priority_dist: np.ndarray, scores: np.ndarra
 
 def dedupe_points(xy, class_ids, scores, tile_ids, owned, radius: float) -> np.ndarray:
     """Boolean keep-mask for points in grid pixels; ``owned`` (K, 4) is each point's tile owned box."""
-    from scipy.spatial import cKDTree
+    from geodetect._pairs import close_pairs
 
     xy = np.asarray(xy, np.float64)
     n = len(xy)
@@ -64,7 +64,7 @@ def dedupe_points(xy, class_ids, scores, tile_ids, owned, radius: float) -> np.n
                        np.minimum(xy[:, 1] - owned[:, 1], owned[:, 3] - xy[:, 1]))
     idx = np.nonzero(keep & (depth < 2 * radius))[0]
     if radius > 0 and len(idx) > 1:
-        pairs = cKDTree(xy[idx]).query_pairs(radius, output_type="ndarray")
+        pairs = close_pairs(xy[idx], radius)  # numpy: importing scipy.spatial cost more than most scenes
         pairs = idx[pairs] if len(pairs) else pairs.reshape(0, 2)
         same = (class_ids[pairs[:, 0]] == class_ids[pairs[:, 1]]) & (tile_ids[pairs[:, 0]] != tile_ids[pairs[:, 1]])
         keep &= _drop_losers(pairs[same], dist, scores, n)
