@@ -34,21 +34,32 @@ def make_detections(detector: str, version: str, scene_id: str, class_names, sco
     """Build a detections GeoDataFrame with the fixed schema (plus ``extra`` columns)."""
     import geopandas as gpd
     import pandas as pd
+    from geopandas.array import from_shapely
+
+    from geodetect.georef import pyproj_crs
 
     n = len(geometry)
+    crs = pyproj_crs(crs) if crs is not None else None
+
+    def same(value):
+        a = np.empty(n, dtype=object)
+        a.fill(value)
+        return pd.Series(a, dtype=object, copy=False)
+
+    # built in schema order, in one constructor: reordering and re-validating the CRS afterwards
+    # cost several ms a scene
     data = {
-        "detector": pd.Series([detector] * n, dtype=object),
-        "detector_version": pd.Series([version] * n, dtype=object),
-        "scene_id": pd.Series([scene_id] * n, dtype=object),
-        "class_name": pd.Series(np.asarray(class_names, dtype=object), dtype=object),
+        "detector": same(detector),
+        "detector_version": same(version),
+        "scene_id": same(scene_id),
+        "class_name": pd.Series(np.asarray(class_names, dtype=object), dtype=object, copy=False),
         "score": np.asarray(scores, dtype=np.float32),
+        "geometry": from_shapely(np.asarray(geometry, dtype=object), crs=crs),
         "area_m2": np.asarray(area, dtype=np.float64),
     }
     for k, v in (extra or {}).items():
         data[k] = np.asarray(v)
-    df = pd.DataFrame(data)
-    gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(np.asarray(geometry, dtype=object), crs=crs), crs=crs)
-    return gdf[list(COLUMNS) + [c for c in gdf.columns if c not in COLUMNS]]
+    return gpd.GeoDataFrame(data, geometry="geometry", crs=crs, copy=False)
 
 
 def unplaceable(geoms) -> np.ndarray:

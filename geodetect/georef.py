@@ -46,10 +46,36 @@ def _transformer(src_wkt: str, dst_wkt: str):
     return Transformer.from_crs(src_wkt, dst_wkt, always_xy=True)
 
 
-def _wkt(crs) -> str:
+@lru_cache(maxsize=256)
+def _cached_crs(crs):
     from pyproj import CRS
 
-    return CRS.from_user_input(crs).to_wkt()
+    return CRS.from_user_input(crs)
+
+
+def pyproj_crs(crs):
+    """``pyproj.CRS.from_user_input(crs)``, cached for hashable inputs (strings, rasterio and pyproj CRSs).
+
+    Parsing a CRS costs 0.5-1 ms, and every scene needs its CRS and the output CRS several times.
+    """
+    try:
+        return _cached_crs(crs)
+    except TypeError:  # unhashable (a dict of PROJ parameters): not cached
+        from pyproj import CRS
+
+        return CRS.from_user_input(crs)
+
+
+@lru_cache(maxsize=256)
+def _cached_wkt(crs) -> str:
+    return pyproj_crs(crs).to_wkt()
+
+
+def _wkt(crs) -> str:
+    try:
+        return _cached_wkt(crs)
+    except TypeError:
+        return pyproj_crs(crs).to_wkt()
 
 
 def transformer(src_crs, dst_crs):
@@ -58,9 +84,7 @@ def transformer(src_crs, dst_crs):
 
 
 def _is_geographic(crs) -> bool:
-    from pyproj import CRS
-
-    return CRS.from_user_input(crs).is_geographic
+    return pyproj_crs(crs).is_geographic
 
 
 def _map_xy(transform, src_crs, dst_crs, cols, rows):

@@ -423,10 +423,18 @@ def _block_tiles(tiling: Tiling, task: Task, tile_rows):
     return ids, (ylo, yhi, r0 * ncol, r1 * ncol)
 
 
+class _NoBar:
+    """What the pipeline uses of a tqdm bar, doing nothing (``progress=False`` needs no tqdm import)."""
+
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
 def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_size: int, crs_out, progress: bool,
                   tile_rows=None):
-    from tqdm.auto import tqdm
-
     from geodetect.stitch import MaskMosaic, dedupe_boxes, dedupe_points
 
     spec = det.spec
@@ -445,7 +453,12 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
     mosaic = (MaskMosaic(scene.width, scene.height, spec.n_classes, spec.threshold, min_polygon_px=spec.min_polygon_px)
               if task is Task.SEGMENTATION else None)
     stop = threading.Event()
-    bar = tqdm(total=len(tile_ids), desc=scene.scene_id, unit="tile", disable=not progress, leave=False)
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tile_ids), desc=scene.scene_id, unit="tile", leave=False)
+    else:
+        bar = _NoBar()
     batches = _prefetch(_batches(scene, tiling, tile_ids, batch_size, st, stop, core), stop=stop)
     finished = False
     try:
