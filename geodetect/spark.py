@@ -457,8 +457,15 @@ class _DetectUDTF:
                        bytes(g), float(row.area_m2))
 
 
-def register(spark, *, detections=None, view: str = "detections") -> None:
-    """Register the ``geodetect_detect`` table function (a Python UDTF) and, if given, a detections view.
+def register(spark, *, detections=None, view: str = "detections", detectors=()) -> None:
+    """Register geodetect's SQL functions and, if given, a detections view.
+
+    The ``geodetect_detect`` table function (a Python UDTF) and, with Sedona
+    registered, the tile-level ``RS_DETECT_BBOXES``, ``RS_SEGMENT``,
+    ``RS_CLASSIFY`` and ``RS_MAX_CONFIDENCE`` on Sedona rasters (see
+    :mod:`geodetect.spark_raster`: they see one tile and do not merge seams).
+    ``detectors``: Detector classes the RS_ functions may name besides the
+    installed ones (pickled to the workers).
 
     ``SELECT * FROM geodetect_detect(TABLE(scenes), 'vehicle-detector')`` runs the
     scenes whose paths are the first column of ``scenes`` (one task per group of
@@ -472,7 +479,11 @@ def register(spark, *, detections=None, view: str = "detections") -> None:
     spark.udtf.register("geodetect_detect", udtf(_DetectUDTF))
     if detections is not None:
         detections.createOrReplaceTempView(view)
-    if not sedona_available(spark):
+    if sedona_available(spark):  # Sedona's raster type is what the RS_ functions take
+        from geodetect.spark_raster import register_raster_functions
+
+        register_raster_functions(spark, detectors)
+    else:
         log.info(
             "Apache Sedona is not registered in this Spark session: geometries stay WKB. To enable it, start "
             "Spark with spark.jars.packages=%s and call sedona.spark.SedonaContext.create(spark)", SEDONA_PACKAGES
