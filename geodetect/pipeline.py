@@ -407,19 +407,21 @@ def _block_tiles(tiling: Tiling, task: Task, tile_rows):
 
     Points and boxes run one halo tile row on each side, so duplicates across
     the block border are resolved exactly as inside a scene; the block then
-    reports only what lies in its own owned rows.
+    reports only what lies in its own owned rows. Segmentation runs every tile
+    that blends into the block's own pixel rows (see ``MaskMosaic(rows=...)``).
     """
     nrow, ncol = tiling.shape
     if tile_rows is None:
         return range(len(tiling)), None
     r0, r1 = max(0, int(tile_rows[0])), min(nrow, int(tile_rows[1]))
     halo = 1 if task in (Task.POINTS, Task.BOXES) else 0
-    if task is Task.SEGMENTATION and (r0, r1) != (0, nrow):
-        raise ConfigError("segmentation scenes are processed whole, not in blocks of tile rows")
     a, b = max(0, r0 - halo), min(nrow, r1 + halo)
     ids = range(a * ncol, b * ncol)
     ylo = int(tiling._y[1][r0])
     yhi = int(tiling._y[2][r1 - 1])
+    if task is Task.SEGMENTATION:  # the tile rows whose pixels blend into rows [ylo, yhi)
+        touch = np.flatnonzero((tiling._y[0] < yhi) & (tiling._y[0] + tiling.size > ylo))
+        ids = range(int(touch[0]) * ncol, (int(touch[-1]) + 1) * ncol)
     return ids, (ylo, yhi, r0 * ncol, r1 * ncol)
 
 
@@ -450,7 +452,8 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
             f"resampled {scene.dataset.width}x{scene.dataset.height} -> {scene.width}x{scene.height} to the detector's {spec.gsd_m} m GSD"
         )
     coords, cids, scores, tids = [], [], [], []
-    mosaic = (MaskMosaic(scene.width, scene.height, spec.n_classes, spec.threshold, min_polygon_px=spec.min_polygon_px)
+    mosaic = (MaskMosaic(scene.width, scene.height, spec.n_classes, spec.threshold, min_polygon_px=spec.min_polygon_px,
+                         rows=None if block is None else block[:2], margin=size)
               if task is Task.SEGMENTATION else None)
     stop = threading.Event()
     if progress:
@@ -531,6 +534,8 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
             polys, cid, sc = mosaic.polygons()
         finally:
             mosaic.cleanup()
+        if mosaic.pieces is not None:  # a Spark block: polygons cut by its borders, joined in a second step
+            st.seg_pieces = (*mosaic.pieces, scene.transform, scene.crs)
         if mosaic.small_removed:
             st.notes.append(f"{mosaic.small_removed} polygons under {spec.min_polygon_px} px (min_polygon_px) dropped")
         geoms = georef.polygons_to_map(polys, scene.transform, scene.crs, crs_out)

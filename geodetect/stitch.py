@@ -25,7 +25,7 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["owned_distance", "dedupe_points", "dedupe_boxes", "MaskMosaic"]
+__all__ = ["owned_distance", "dedupe_points", "dedupe_boxes", "MaskMosaic", "join_pieces"]
 
 
 def owned_distance(centres: np.ndarray, owned: np.ndarray) -> np.ndarray:
@@ -193,6 +193,14 @@ class MaskMosaic:
     probability if it reaches the threshold, and each connected area of one
     class becomes a polygon scored with its mean probability; polygons cut by a
     strip border are joined again.
+
+    A block of a scene (Spark splits big scenes in blocks of tile rows):
+    ``rows=(lo, hi)`` are the pixel rows the block reports; the accumulator
+    holds only rows ``[lo - margin, hi + margin)`` (``margin``: the tile size,
+    so every tile touching the block's rows fits). :meth:`polygons` then
+    returns the polygons that touch no block or strip border, and keeps the
+    ones that do in :attr:`pieces` (grid pixels, with their pixel counts) for
+    :func:`join_pieces` to join with the neighbouring blocks' pieces.
     """
 
     EDGE_WEIGHT = 1e-3
@@ -200,11 +208,15 @@ class MaskMosaic:
     MEMORY_BUDGET = 128 * 2**20
 
     def __init__(self, width: int, height: int, n_classes: int, threshold: float, workdir: str | None = None,
-                 min_polygon_px: int = 0):
+                 min_polygon_px: int = 0, rows: tuple[int, int] | None = None, margin: int = 0):
         self.width, self.height, self.n_classes, self.threshold = width, height, n_classes, threshold
         self.min_polygon_px = min_polygon_px
         self.small_removed = 0
-        self._in_memory = (n_classes + 1) * width * height * 4 <= self.MEMORY_BUDGET
+        self.rows = None if rows is None or tuple(rows) == (0, height) else (int(rows[0]), int(rows[1]))
+        self.pieces = None
+        self._y0, self._y1 = (0, height) if self.rows is None else (max(0, self.rows[0] - margin),
+                                                                    min(height, self.rows[1] + margin))
+        self._in_memory = (n_classes + 1) * width * (self._y1 - self._y0) * 4 <= self.MEMORY_BUDGET
         self._dir = None
         if not self._in_memory:
             sweep_stale_scratch(workdir)
@@ -218,9 +230,10 @@ class MaskMosaic:
         from rasterio.errors import NotGeoreferencedWarning
 
         if self._in_memory:
-            return _MemRaster(count, self.height, self.width, "float32")
-        bs = 256 if (self.width >= 256 and self.height >= 256) else None
-        profile = dict(driver="GTiff", width=self.width, height=self.height, count=count, dtype="float32")
+            return _MemRaster(count, self._y1 - self._y0, self.width, "float32")
+        h = self._y1 - self._y0
+        bs = 256 if (self.width >= 256 and h >= 256) else None
+        profile = dict(driver="GTiff", width=self.width, height=h, count=count, dtype="float32")
         if bs:
             profile.update(tiled=True, blockxsize=bs, blockysize=bs)
         with warnings.catch_warnings():  # a grid-pixel scratch file: it has no georeference on purpose
@@ -237,7 +250,7 @@ class MaskMosaic:
         v = valid[:h, :w]
         if not v.all():
             weight = weight * v
-        win = Window(x0, y0, w, h)
+        win = Window(x0, y0 - self._y0, w, h)
         acc = self._acc.read(window=win)
         for c in range(self.n_classes):
             acc[c] += probs[:h, :w, c] * weight
@@ -250,7 +263,7 @@ class MaskMosaic:
         from rasterio.windows import Window
         from scipy import ndimage
 
-        acc = self._acc.read(window=Window(0, r0, self.width, h))  # in memory: a view of final rows
+        acc = self._acc.read(window=Window(0, r0 - self._y0, self.width, h))  # in memory: a view of final rows
         wsum = np.maximum(acc[-1], np.float32(1e-30))  # no weight -> sums are 0 -> probability 0
         p = acc[:-1]
         np.divide(p, wsum, out=p)  # float32, in place
@@ -301,12 +314,17 @@ class MaskMosaic:
 
         if strip_rows is None:
             strip_rows = max(256, min(2048, self.STRIP_PIXELS // max(1, self.width)))
+        lo, hi = self.rows or (0, self.height)
         try:
-            parts = [self._strip(r0, min(strip_rows, self.height - r0)) for r0 in range(0, self.height, strip_rows)]
+            parts = [self._strip(r0, min(strip_rows, hi - r0)) for r0 in range(lo, hi, strip_rows)]
         finally:
             self.cleanup()
         geoms, cids, scores, npix, edge = (np.concatenate([p[i] for p in parts]) for i in range(5))
-        if edge.any():
+        if self.rows is not None:  # a block: what touches a border is joined later, with the other blocks' pieces
+            self.pieces = (geoms[edge], cids[edge].astype(np.int64), scores[edge].astype(np.float64),
+                           npix[edge].astype(np.float64))
+            geoms, cids, scores = geoms[~edge], cids[~edge], scores[~edge]
+        elif edge.any():
             geoms, cids, scores = _join_across_strips(geoms, cids, scores, npix, edge)
         if self.min_polygon_px and len(geoms):
             big = shapely.area(geoms) >= self.min_polygon_px  # grid pixels: area = pixel count
@@ -375,6 +393,25 @@ def _component_outlines(lab: np.ndarray, on: np.ndarray, n: int, r0: int):
             yield k, g["coordinates"]
 
 
+def join_pieces(geoms, cids, scores, npix, min_polygon_px: int = 0):
+    """Join the :attr:`MaskMosaic.pieces` of all blocks of a scene as one mosaic joins its strips.
+
+    Returns (geometries, class ids, scores, number of polygons under ``min_polygon_px`` dropped), grid pixels.
+    """
+    import shapely
+
+    geoms = np.asarray(geoms, dtype=object)
+    cids, scores, npix = np.asarray(cids, np.int64), np.asarray(scores, np.float64), np.asarray(npix, np.float64)
+    if len(geoms):
+        geoms, cids, scores = _join_across_strips(geoms, cids, scores, npix, np.ones(len(geoms), bool))
+    small = 0
+    if min_polygon_px and len(geoms):
+        big = shapely.area(geoms) >= min_polygon_px
+        small = int((~big).sum())
+        geoms, cids, scores = geoms[big], cids[big], scores[big]
+    return geoms, np.asarray(cids, np.int64), np.asarray(scores, np.float32), small
+
+
 def _join_across_strips(geoms, cids, scores, npix, edge):
     """Union polygons of one class that share an edge across a strip border."""
     import shapely
@@ -399,7 +436,9 @@ def _join_across_strips(geoms, cids, scores, npix, edge):
             i = members[0]
             new_g.append(geoms[i]); new_c.append(cids[i]); new_s.append(scores[i])
             continue
-        new_g.append(shapely.union_all(geoms[members]))
+        # the cut leaves collinear vertices where an outline crossed it: dropped (exact in whole pixels), so a
+        # joined polygon has the vertices of the same area polygonised whole
+        new_g.append(shapely.simplify(shapely.union_all(geoms[members]), 0))
         new_c.append(cids[members[0]])
         new_s.append(float(np.average(scores[members], weights=npix[members])))
     inner = np.nonzero(~edge)[0]

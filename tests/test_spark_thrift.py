@@ -36,6 +36,17 @@ def test_thrift_server_and_beeline_run_detection_join_and_group_by(spark, tmp_pa
     want = gpd.sjoin(local, regions, predicate="intersects").groupby(["half", "class_name"]).size()
 
     gds.register(spark)
+    # the tile-level RS_DETECT_BBOXES on Sedona rasters (tiles of RS_TileExplode), with the same built-in detector
+    folder = os.path.dirname(rooks[0])
+    spark.sql(f"CREATE OR REPLACE TEMP VIEW thrift_tiles AS SELECT x, y, tile FROM (SELECT "
+              f"RS_TileExplode(RS_FromGeoTiff(content), 160, 160) FROM binaryFile.`{folder}/t*.tif`)")
+    tile_counts = {}
+    for r in spark.sql("SELECT x, y, RS_AsGeoTiff(tile) AS tif FROM thrift_tiles").collect():
+        p = tmp_path / "tiles" / f"{len(tile_counts)}.tif"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(bytes(r.tif))
+        for c, k in gd.detect(str(p), "sea-lion-counter", progress=False).groupby("class_name").size().items():
+            tile_counts[c] = tile_counts.get(c, 0) + int(k)
     spark.createDataFrame([(h, bytes(w)) for h, w in zip(regions.half, shapely.to_wkb(regions.geometry.values))],
                           "half string, wkb binary").selectExpr("half", "ST_GeomFromWKB(wkb) AS geometry") \
         .createOrReplaceTempView("thrift_halves")
@@ -50,7 +61,10 @@ def test_thrift_server_and_beeline_run_detection_join_and_group_by(spark, tmp_pa
                  "SELECT h.half, d.class_name, count(*) AS n "
                  "FROM geodetect_detect(TABLE(thrift_scenes), 'sea-lion-counter') d "
                  "JOIN thrift_halves h ON ST_Intersects(h.geometry, ST_GeomFromWKB(d.geometry)) "
-                 "GROUP BY 1, 2 ORDER BY 1, 2;\n")
+                 "GROUP BY 1, 2 ORDER BY 1, 2;\n"
+                 "SELECT class_name AS tile_class, count(*) AS tile_n FROM (SELECT inline(arrays_zip(r.bboxes_wkt, "
+                 "r.class_names)) AS (wkt, class_name) FROM (SELECT RS_DETECT_BBOXES('sea-lion-counter', tile) AS r "
+                 "FROM thrift_tiles)) GROUP BY 1 ORDER BY 1;\n")
         beeline = os.path.join(os.path.dirname(pyspark.__file__), "bin", "beeline")
         env = {**os.environ, "SPARK_HOME": os.path.dirname(pyspark.__file__)}
         out = subprocess.run([beeline, "-u", f"jdbc:hive2://127.0.0.1:{port}/default", "-n", "geodetect",
@@ -61,5 +75,8 @@ def test_thrift_server_and_beeline_run_detection_join_and_group_by(spark, tmp_pa
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
     lines = [ln for ln in out.stdout.splitlines() if ln.strip() and ln.strip() != "Result"]  # "Result": the CREATE VIEW
     assert lines[0] == "half,class_name,n", lines
-    got = {(a, b): int(n) for a, b, n in (ln.split(",") for ln in lines[1:])}
+    second = lines.index("tile_class,tile_n")
+    got = {(a, b): int(n) for a, b, n in (ln.split(",") for ln in lines[1:second])}
     assert got == {k: int(v) for k, v in want.items()} and sum(got.values()) > 0
+    got_tiles = {a: int(n) for a, n in (ln.split(",") for ln in lines[second + 1:])}
+    assert got_tiles == tile_counts and sum(got_tiles.values()) > 0
