@@ -11,9 +11,14 @@ How work is split: one work unit per scene, and big scenes (more tile rows
 than ``block_rows``) are split into blocks of tile rows so that one big scene
 uses every executor. Blocks run a halo of one tile row and report only the
 objects in their own rows, so block borders are handled exactly like tile
-seams inside a scene: no duplicates, nothing lost (segmentation scenes stay
-whole). The detector is loaded once per Python worker process and reused.
-Every unit is deterministic, so a retried task yields identical rows.
+seams inside a scene: no duplicates, nothing lost. Segmentation blocks blend
+every tile that touches their rows (the same blend as a whole scene) and
+report the polygons inside their rows; polygons cut by a block border are
+joined with their other parts in a second step (one group per scene, as
+strips are joined in a local run), so a lake crossing many blocks is one
+polygon and the result equals a local run. The detector is loaded once per
+Python worker process and reused. Every unit is deterministic, so a retried
+task yields identical rows.
 
 Sedona: the JVM jars (:data:`SEDONA_COORDINATES`) come from Maven Central
 (``make jars`` puts them in ``build/jars``; :func:`session` finds them there or
@@ -60,6 +65,9 @@ DETECTIONS_SCHEMA = (
 )
 _COLUMNS = ("detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2")
 _UNIT_SCHEMA = "path string, scene_id string, r0 int, r1 int, block int"
+#: what segmentation blocks yield: detections, and pieces of polygons cut by block borders (grid pixels as WKB,
+#: their pixel count, float64 score, and the scene's transform and CRS as JSON) to join in a second step
+_PIECES_SCHEMA = DETECTIONS_SCHEMA + ", _npix double, _score double, _geo string"
 
 
 def _pyspark():
@@ -217,22 +225,22 @@ def plan(scenes, detector, *, block_rows: int = 8, **options) -> list[tuple]:
     return [u for u, _ in _plan(scenes, detector, block_rows=block_rows, **options)]
 
 
+def _spec_of(detector):
+    from geodetect.plugins.registry import get_detector, resolve_detector
+
+    if isinstance(detector, str):
+        return get_detector(detector).spec
+    return getattr(detector, "spec", None) or resolve_detector(detector).spec
+
+
 def _plan(scenes, detector, *, block_rows: int, **options) -> list[tuple[tuple, int]]:
     """(unit, number of tiles it runs) for each work unit, in scene order."""
     from geodetect.errors import GeodetectError
     from geodetect.io.raster import open_scene
     from geodetect.io.tiling import Tiling
     from geodetect.pipeline import make_options, scene_id_of, tile_row_blocks
-    from geodetect.plugins import Task
-    from geodetect.plugins.registry import resolve_detector
 
-    det = resolve_detector(detector) if not isinstance(detector, str) else None
-    if det is None:
-        from geodetect.plugins.registry import get_detector
-
-        spec = get_detector(detector).spec
-    else:
-        spec = det.spec
+    spec = _spec_of(detector)
     opts = make_options(spec, progress=False, **options)
     units = []
     paths = _expand(scenes)
@@ -249,17 +257,22 @@ def _plan(scenes, detector, *, block_rows: int, **options) -> list[tuple[tuple, 
         except GeodetectError:
             units.append(((path, sid, 0, 0, 0), 0))
             continue
-        blocks = [(0, nrow)] if spec.task is Task.SEGMENTATION else tile_row_blocks(nrow, block_rows)
+        blocks = tile_row_blocks(nrow, block_rows)
         units.extend(((path, sid, r0, r1, k), (r1 - r0) * ncol) for k, (r0, r1) in enumerate(blocks))
     return units
 
 
-def _run_units(detector, options: dict):
-    """The function each Spark task runs: pandas batches of units in, detections out (WKB)."""
+def _run_units(detector, options: dict, pieces: bool = False):
+    """The function each Spark task runs: pandas batches of units in, detections out (WKB).
+
+    ``pieces``: also yield the segmentation pieces cut by block borders (:data:`_PIECES_SCHEMA`).
+    """
 
     def fn(batches):
+        import json
         import os
 
+        import numpy as np
         import pandas as pd
         import shapely
         from pyspark import TaskContext
@@ -273,10 +286,25 @@ def _run_units(detector, options: dict):
         det = resolve_detector(detector)  # named detectors: loaded once per worker process
         opts = make_options(det.spec, progress=False, **options)
         cols = ["detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2", "block"]
+        extra = ["_npix", "_score", "_geo"] if pieces else []
         for units in batches:
             for u in units.itertuples(index=False):
                 rows = None if u.r1 == 0 else (u.r0, u.r1)
-                gdf, _ = detect_scene(det, u.path, opts, scene_id=u.scene_id, tile_rows=rows)
+                gdf, st = detect_scene(det, u.path, opts, scene_id=u.scene_id, tile_rows=rows)
+                cut = getattr(st, "seg_pieces", None)
+                if cut is not None and len(cut[0]):
+                    g, cid, sc, npix, transform, crs = cut
+                    n = len(g)
+                    yield pd.DataFrame({
+                        "detector": [det.spec.name] * n, "detector_version": [det.spec.version] * n,
+                        "scene_id": [u.scene_id] * n,
+                        "class_name": pd.Series(det.spec.classes, dtype=object).to_numpy()[cid].astype(str),
+                        "score": pd.Series(sc, dtype="float32"),
+                        "geometry": pd.Series(shapely.to_wkb(g), dtype=object),
+                        "area_m2": pd.Series(np.zeros(n)), "block": pd.Series([int(u.block)] * n, dtype="int32"),
+                        "_npix": pd.Series(npix, dtype="float64"), "_score": pd.Series(sc, dtype="float64"),
+                        "_geo": [json.dumps({"transform": list(transform)[:6], "crs": crs.to_wkt()})] * n,
+                    })
                 out = pd.DataFrame({
                     "detector": gdf["detector"].astype(str), "detector_version": gdf["detector_version"].astype(str),
                     "scene_id": gdf["scene_id"].astype(str), "class_name": gdf["class_name"].astype(str),
@@ -285,7 +313,56 @@ def _run_units(detector, options: dict):
                     "area_m2": gdf["area_m2"].astype("float64"),
                     "block": pd.Series([int(u.block)] * len(gdf), dtype="int32"),
                 })
-                yield out[cols]
+                for c in extra:
+                    out[c] = None
+                yield out[cols + extra]
+
+    return fn
+
+
+def _join_block_pieces(min_polygon_px: int, crs_out):
+    """applyInPandas function, per (scene, group): detections pass through; the group of a scene's pieces
+    (group -1) is joined across block borders (:func:`geodetect.stitch.join_pieces`) and georeferenced."""
+
+    def fn(pdf):
+        import json
+
+        import numpy as np
+        import pandas as pd
+        import shapely
+        from affine import Affine
+        from rasterio.crs import CRS
+
+        from geodetect import georef
+        from geodetect.pipeline import _check_geometries
+        from geodetect.stitch import join_pieces
+
+        cols = ["detector", "detector_version", "scene_id", "class_name", "score", "geometry", "area_m2", "block"]
+        if pdf["_npix"].isna().all():
+            return pdf[cols]
+        pdf = pdf.assign(_wkb=[bytes(w) for w in pdf["geometry"]]).sort_values(["block", "_wkb"]).reset_index(drop=True)
+        names = sorted(set(pdf["class_name"]))
+        cid = pdf["class_name"].map({c: i for i, c in enumerate(names)}).to_numpy(np.int64)
+        geoms = shapely.from_wkb(pdf["_wkb"].to_list())
+        g, c, sc, _ = join_pieces(geoms, cid, pdf["_score"].to_numpy(np.float64), pdf["_npix"].to_numpy(np.float64),
+                                  min_polygon_px)
+        geo = json.loads(pdf["_geo"].iloc[0])
+        mapped = georef.polygons_to_map(g, Affine(*geo["transform"]), CRS.from_wkt(geo["crs"]), crs_out)
+        path = str(pdf["scene_id"].iloc[0])
+        empty = _check_geometries(mapped, path, crs_out)
+        mapped, c, sc = np.asarray(mapped, dtype=object)[~empty], c[~empty], sc[~empty]
+        # each joined polygon is reported by the first block it lies in
+        owner = shapely.STRtree(geoms).query(g[~empty], predicate="contains") if len(g) else np.zeros((2, 0), int)
+        first = pd.Series(pdf["block"].to_numpy()[owner[1]]).groupby(owner[0]).min().reindex(range(len(mapped)))
+        n = len(mapped)
+        return pd.DataFrame({
+            "detector": [pdf["detector"].iloc[0]] * n, "detector_version": [pdf["detector_version"].iloc[0]] * n,
+            "scene_id": [pdf["scene_id"].iloc[0]] * n, "class_name": np.asarray(names, dtype=object)[c].astype(str),
+            "score": pd.Series(sc, dtype="float32"),
+            "geometry": pd.Series(shapely.to_wkb(mapped), dtype=object),
+            "area_m2": pd.Series(georef.area_m2(mapped, crs_out), dtype="float64"),
+            "block": pd.Series(first.to_numpy(), dtype="int32"),
+        })
 
     return fn
 
@@ -308,11 +385,31 @@ def detect(spark, scenes, detector, *, block_rows: int = 8, **options):
     _pyspark()
     options.pop("progress", None)
     check_workers(spark)
-    udf = _unit_frame(spark, _plan(scenes, detector, block_rows=block_rows, **options))
-    sdf = udf.mapInPandas(_run_units(detector, options), schema=DETECTIONS_SCHEMA)
+    planned = _plan(scenes, detector, block_rows=block_rows, **options)
+    udf = _unit_frame(spark, planned)
+    spec = _spec_of(detector)
+    from geodetect.plugins import Task
+
+    if spec.task is Task.SEGMENTATION and any(u[3] and (u[2], u[3]) != (0, _rows_of(planned, u)) for u, _ in planned):
+        from pyspark.sql import functions as F
+
+        from geodetect.pipeline import make_options
+
+        crs_out = make_options(spec, progress=False, **options).crs_out
+        raw = udf.mapInPandas(_run_units(detector, options, pieces=True), schema=_PIECES_SCHEMA)
+        grp = F.when(F.col("_npix").isNull(), F.col("block")).otherwise(F.lit(-1))
+        sdf = (raw.withColumn("_grp", grp).groupBy("scene_id", "_grp")
+               .applyInPandas(_join_block_pieces(spec.min_polygon_px, crs_out), schema=DETECTIONS_SCHEMA))
+    else:
+        sdf = udf.mapInPandas(_run_units(detector, options), schema=DETECTIONS_SCHEMA)
     if sedona_available(spark):
         sdf = _with_sedona_geometry(sdf, _srid(options.get("crs_out") or "EPSG:4326"))
     return sdf
+
+
+def _rows_of(planned, unit) -> int:
+    """The number of tile rows of ``unit``'s scene (the end row of its last block)."""
+    return max(u[3] for u, _ in planned if u[1] == unit[1])
 
 
 def _srid(crs) -> int:

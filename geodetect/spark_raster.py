@@ -1,4 +1,4 @@
-"""Tile-level detection SQL functions on Apache Sedona rasters, with the signatures of the Wherobots raster-inference functions.
+"""Tile-level detection SQL functions on Sedona rasters, with the signatures of Wherobots' raster-inference functions.
 
 After ``gds.register(spark)``, any SQL client of the session (spark.sql, a
 Thrift server started from it, beeline) can call::

@@ -9,7 +9,7 @@ import pytest
 import shapely
 
 import geodetect as gd
-from detectors import BrightBoxes, BrightPoints, MeanLabel, spots
+from detectors import BrightBoxes, BrightMask, BrightPoints, MeanLabel, spots
 from geodetect.testing import assert_detections_equal
 
 gds = pytest.importorskip("geodetect.spark")
@@ -182,3 +182,35 @@ def test_spark_aggregate_matches_sedonadb(spark, tmp_path):
         for remote in (sedona, fallback):
             pd.testing.assert_frame_equal(remote.reset_index(drop=True), local.reset_index(drop=True), check_exact=True)
     assert local["count"].sum() > 200
+
+
+def _lakes(write_raster, name, seed, shape=(700, 300)):
+    """A river crossing every block, a lake across one block border, a ring (a hole) and scattered ponds."""
+    rng = np.random.default_rng(seed)
+    img = np.full(shape, 20, np.uint8)
+    img[30:660, 100:140] = 250
+    img[300:333, 10:290] = 250
+    img[420:480, 180:260] = 250
+    img[440:460, 200:240] = 20  # the lake's island
+    for c, r in rng.integers(8, np.array(shape[::-1]) - 12, (50, 2)):
+        img[r : r + 9, c : c + 7] = 250
+    return write_raster(img, name=name)
+
+
+@pytest.mark.slow
+def test_segmentation_scenes_split_in_blocks_equal_local(spark, write_raster):
+    """Big segmentation scenes run in blocks of tile rows; polygons crossing block borders are joined again."""
+    scenes = [_lakes(write_raster, f"lake{i}.tif", 20 + i) for i in range(2)]
+    local = gd.detect(scenes, BrightMask, progress=False)
+    assert len(gds.plan(scenes, BrightMask, block_rows=2)) > 2 * len(scenes)  # really split
+    river = local["area_m2"].idxmax()
+    for rows in (1, 3):
+        got = _to_gdf(gds.detect(spark, scenes, BrightMask, block_rows=rows))
+        assert len(got) == len(local)
+        for g in (got, local):  # same polygons, vertex for vertex, up to the order of vertices and rings
+            g["geometry"] = shapely.normalize(g.geometry.values)
+        assert_detections_equal(got, local, tolerance=0)
+        np.testing.assert_allclose(np.sort(got["area_m2"]), np.sort(local["area_m2"]), rtol=1e-12)
+    # the river, over 600 rows (13 blocks of one tile row), is one polygon; the lake keeps its island as a hole
+    assert local.geometry.iloc[river].bounds[3] - local.geometry.iloc[river].bounds[1] > 0.005
+    assert any(len(p.interiors) for p in local.geometry.values if p.geom_type == "Polygon")
