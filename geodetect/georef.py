@@ -53,11 +53,20 @@ def _cached_crs(crs):
     return CRS.from_user_input(crs)
 
 
+def _key(crs):
+    """A cheap cache key: a rasterio CRS is keyed by its WKT string, as hashing or comparing one asks GDAL
+    (OSRIsSame) every time, which costs more than the lookup saves."""
+    if type(crs).__module__.startswith("rasterio"):
+        return crs.to_wkt()
+    return crs
+
+
 def pyproj_crs(crs):
     """``pyproj.CRS.from_user_input(crs)``, cached for hashable inputs (strings, rasterio and pyproj CRSs).
 
     Parsing a CRS costs 0.5-1 ms, and every scene needs its CRS and the output CRS several times.
     """
+    crs = _key(crs)
     try:
         return _cached_crs(crs)
     except TypeError:  # unhashable (a dict of PROJ parameters): not cached
@@ -72,6 +81,7 @@ def _cached_wkt(crs) -> str:
 
 
 def _wkt(crs) -> str:
+    crs = _key(crs)
     try:
         return _cached_wkt(crs)
     except TypeError:

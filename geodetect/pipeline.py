@@ -172,10 +172,8 @@ MAX_BATCH_BYTES = 2 * 2**30
 
 
 def _check_crs(value, what: str):
-    from pyproj import CRS
-
     try:
-        CRS.from_user_input(value)
+        georef.pyproj_crs(value)  # cached: the same CRS is checked again by every call and every Spark task
     except Exception as exc:  # noqa: BLE001 - pyproj's CRSError, TypeError for odd objects
         detail = " ".join(str(exc).split())[:160]
         raise ConfigError(f"{what} {value!r} is not a CRS pyproj knows ({detail}); give one like EPSG:4326") from None
@@ -284,24 +282,26 @@ def _batches(scene: Scene, tiling: Tiling, tile_ids, batch_size: int, stats: Sce
 
     Nodata tiles are counted in ``stats`` when they are in ``core`` (halo tiles of a block are not its own).
     """
-    ids, datas, valids, skipped = [], [], [], 0
-    for i in tile_ids:
+    n_bands, size = len(scene.indexes), tiling.size
+    ids, valids, skipped, buf = [], [], 0, None
+    for pos, i in enumerate(tile_ids):
         if stop.is_set():
             return
+        if buf is None:  # tiles are read straight into the batch: no per-tile array, no np.stack copy
+            buf = np.empty((min(batch_size, len(tile_ids) - pos), size, size, n_bands), np.float32)
         x0, y0, w, h = tiling.tile(i)
-        data, valid = scene.read(x0, y0, w, h, pad_to=tiling.size)
+        _, valid = scene._read(x0, y0, w, h, pad_to=size, out=buf[len(ids)])  # valid may be shared, read-only
         if not valid.any():
             stats.tiles_nodata += i in core
             skipped += 1
             continue
         ids.append(i)
-        datas.append(data)
         valids.append(valid)
-        if len(ids) == batch_size:
-            yield ids, np.stack(datas), valids, skipped
-            ids, datas, valids, skipped = [], [], [], 0
+        if len(ids) == len(buf):
+            yield ids, buf, valids, skipped
+            ids, valids, skipped, buf = [], [], 0, None
     if ids or skipped:
-        yield ids, (np.stack(datas) if datas else None), valids, skipped
+        yield ids, (buf[: len(ids)] if ids else None), valids, skipped
 
 
 def _prefetch(gen, depth: int = 2, stop: threading.Event | None = None):
@@ -342,6 +342,31 @@ def _prefetch(gen, depth: int = 2, stop: threading.Event | None = None):
             except queue.Empty:
                 pass
         t.join()
+
+
+def _read_ahead(gen, stop: threading.Event):
+    """The batches of ``gen``: the first read here, the rest by a prefetching thread while the detector runs.
+
+    The first batch is waited for either way; reading it in the calling thread saves a thread and
+    its hand-offs, and a scene of one batch (most small scenes) never starts a reader thread.
+    """
+    try:
+        first = next(gen)
+    except StopIteration:
+        return
+    try:
+        yield first
+    except GeneratorExit:
+        gen.close()
+        raise
+    if stop.is_set():
+        gen.close()
+        return
+    rest = _prefetch(gen, stop=stop)
+    try:
+        yield from rest
+    finally:
+        rest.close()
 
 
 def _check_results(det: Detector, results, n: int, size: int) -> list:
@@ -387,12 +412,11 @@ def _on_valid(xy_tile: np.ndarray, valid: np.ndarray, extent: tuple[int, int], m
     inside = (xy_tile[:, 0] >= 0) & (xy_tile[:, 0] <= w) & (xy_tile[:, 1] >= 0) & (xy_tile[:, 1] <= h)
     ok = inside & valid[r, c]
     ew, eh = extent
-    nodata = ~valid[:eh, :ew]
-    if margin > 0 and nodata.any() and ok.any():
+    if margin > 0 and ok.any() and not valid[:eh, :ew].all():
         from scipy import ndimage
 
         dist = np.full(valid.shape, np.inf)
-        dist[:eh, :ew] = ndimage.distance_transform_edt(~nodata)
+        dist[:eh, :ew] = ndimage.distance_transform_edt(valid[:eh, :ew])
         ok &= dist[r, c] > margin
     return ok
 
@@ -441,6 +465,7 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
 
     spec = det.spec
     task = spec.task
+    src_crs = georef._wkt(scene.crs)  # parsed once per scene: every later lookup hashes this string, not a CRS
     tiling = Tiling(scene.width, scene.height, size, overlap)
     tile_ids, block = _block_tiles(tiling, task, tile_rows)
     core = tile_ids if block is None else range(block[2], block[3])
@@ -462,7 +487,7 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
         bar = tqdm(total=len(tile_ids), desc=scene.scene_id, unit="tile", leave=False)
     else:
         bar = _NoBar()
-    batches = _prefetch(_batches(scene, tiling, tile_ids, batch_size, st, stop, core), stop=stop)
+    batches = _read_ahead(_batches(scene, tiling, tile_ids, batch_size, st, stop, core), stop)
     finished = False
     try:
         for ids, data, valids, skipped in batches:
@@ -519,7 +544,7 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
         if block is not None:
             mine = (xy[:, 1] >= block[0]) & (xy[:, 1] < block[1])
             xy, cid, sc = xy[mine], cid[mine], sc[mine]
-        geoms = georef.points_to_map(xy, scene.transform, scene.crs, crs_out)
+        geoms = georef.points_to_map(xy, scene.transform, src_crs, crs_out)
     elif task is Task.BOXES:
         keep = dedupe_boxes(xy, cid, sc, tid, tiling.owned_arrays(tid), spec.nms_iou, spec.merge_radius_px)
         st.duplicates_removed = int(len(xy) - keep.sum())
@@ -528,7 +553,7 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
             cy = (xy[:, 1] + xy[:, 3]) / 2
             mine = (cy >= block[0]) & (cy < block[1])
             xy, cid, sc = xy[mine], cid[mine], sc[mine]
-        geoms = georef.boxes_to_map(xy, scene.transform, scene.crs, crs_out)
+        geoms = georef.boxes_to_map(xy, scene.transform, src_crs, crs_out)
     elif task is Task.SEGMENTATION:
         try:
             polys, cid, sc = mosaic.polygons()
@@ -538,9 +563,9 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
             st.seg_pieces = (*mosaic.pieces, scene.transform, scene.crs)
         if mosaic.small_removed:
             st.notes.append(f"{mosaic.small_removed} polygons under {spec.min_polygon_px} px (min_polygon_px) dropped")
-        geoms = georef.polygons_to_map(polys, scene.transform, scene.crs, crs_out)
+        geoms = georef.polygons_to_map(polys, scene.transform, src_crs, crs_out)
     else:
-        geoms = georef.boxes_to_map(xy, scene.transform, scene.crs, crs_out)
+        geoms = georef.boxes_to_map(xy, scene.transform, src_crs, crs_out)
     empty = _check_geometries(geoms, scene.path, crs_out)
     if empty.any():  # e.g. a sliver of zero area split at the antimeridian: said, not kept as an empty row
         st.notes.append(f"{int(empty.sum())} detection(s) with no area left after georeferencing dropped")

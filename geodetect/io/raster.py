@@ -230,20 +230,29 @@ class Scene:
         With ``pad_to`` the arrays are padded to ``pad_to`` x ``pad_to`` with
         invalid pixels (for grids smaller than one tile).
         """
+        data, valid = self._read(col_off, row_off, width, height, pad_to)
+        if not valid.flags.writeable:  # the shared all-valid mask: the caller gets its own
+            valid = valid.copy()
+        return data, valid
+
+    def _read(self, col_off: int, row_off: int, width: int, height: int, pad_to: int | None = None, out=None):
+        """:meth:`read` for the pipeline: when every pixel is valid the mask is a shared read-only array;
+        ``out``: a float32 array of the padded tile's shape to write the pixels into."""
         from rasterio.enums import Resampling
         from rasterio.windows import Window
 
         ds = self.dataset
         fx, fy = self.factor
         window = Window(col_off / fx, row_off / fy, width / fx, height / fy)
+        all_valid = self._all_valid
         out_shape = (len(self.indexes), height, width)
         try:
             if self.resampled:
                 raw = ds.read(self.indexes, window=window, out_shape=out_shape, resampling=Resampling.bilinear)
             else:
                 raw = ds.read(self.indexes, window=window)
-            if self._all_valid:
-                valid = np.ones((height, width), bool)
+            if all_valid:
+                valid = None  # every pixel: made below (shared unless the pixels are floating-point)
             else:
                 if self.resampled:
                     masks = ds.read_masks(self.indexes, window=window, out_shape=out_shape,
@@ -259,15 +268,26 @@ class Scene:
                 f"{self.path}: could not read pixels at column {col_off}, row {row_off} "
                 f"(truncated or corrupt file?): {detail}; re-download or re-export the scene"
             ) from exc
-        if np.issubdtype(raw.dtype, np.floating):
+        scaling = self.__dict__.setdefault("_scalings", {}).get(raw.dtype)
+        if scaling is None:  # per scene and dtype, not per tile
+            scaling = (bool(np.issubdtype(raw.dtype, np.floating)), *_affine_scaling(raw.dtype, self.scaling))
+            self._scalings[raw.dtype] = scaling
+        floating, offset, factor = scaling
+        if floating:
+            if valid is None:
+                valid = np.ones((height, width), bool)
             valid &= np.all(np.isfinite(raw), axis=0)
         n = pad_to if pad_to is not None else None
         hh, ww = (max(height, n), max(width, n)) if n else (height, width)
-        data = np.empty((hh, ww, raw.shape[0]), np.float32)  # every element is written below
+        if out is None:
+            data = np.empty((hh, ww, raw.shape[0]), np.float32)  # every element is written below
+        elif out.shape != (hh, ww, raw.shape[0]) or out.dtype != np.float32:
+            raise ValueError(f"out has shape {out.shape} {out.dtype}; this tile needs {(hh, ww, raw.shape[0])} float32")
+        else:
+            data = out
         if (hh, ww) != (height, width):
             data[height:] = 0
             data[:height, width:] = 0
-        offset, factor = _affine_scaling(raw.dtype, self.scaling)
         for k in range(raw.shape[0]):  # convert, scale and move bands last in one pass per band
             view = data[:height, :width, k]
             if offset:
@@ -275,6 +295,8 @@ class Scene:
                 view *= np.float32(factor)
             else:
                 np.multiply(raw[k], np.float32(factor), out=view, casting="unsafe")
+        if valid is None:
+            return data, _all_valid_mask(hh, ww, height, width)
         if not valid.all():
             # fill nodata with the tile's valid mean per band, so detectors see no
             # artificial edge at nodata borders (results there are dropped anyway)
@@ -295,6 +317,23 @@ class Scene:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_VALID_MASKS: dict = {}
+
+
+def _all_valid_mask(hh: int, ww: int, height: int, width: int) -> np.ndarray:
+    """A read-only (hh, ww) mask, True on the (height, width) corner: shared by every tile of that shape."""
+    key = (hh, ww, height, width)
+    m = _VALID_MASKS.get(key)
+    if m is None:
+        if len(_VALID_MASKS) > 64:
+            _VALID_MASKS.clear()
+        m = np.zeros((hh, ww), bool)
+        m[:height, :width] = True
+        m.flags.writeable = False
+        _VALID_MASKS[key] = m
+    return m
 
 
 def _check_file(path: str) -> None:
@@ -419,18 +458,19 @@ def check_transform(transform, width: int, height: int, path: str, what: str = "
 
 def check_footprint(transform, width: int, height: int, crs, path: str, dst_crs="EPSG:4326") -> None:
     """Refuse a scene whose corners and centre cannot be placed in ``dst_crs`` (off the Earth, outside the CRS)."""
-    from geodetect.georef import transformer
+    from geodetect.georef import _wkt, transformer
 
     cols = np.array([0, width, 0, width, width / 2], np.float64)
     rows = np.array([0, 0, height, height, height / 2], np.float64)
     t = transform
     xs, ys = t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f
     try:
+        key = _wkt(crs)  # once: the CRS is looked up twice below
         with np.errstate(all="ignore"):
-            lon, lat = transformer(crs, "EPSG:4326").transform(xs, ys, errcheck=False)
+            lon, lat = transformer(key, "EPSG:4326").transform(xs, ys, errcheck=False)
             ok = bool(np.all(np.isfinite(lon)) and np.all(np.isfinite(lat)) and np.all(np.abs(lat) <= 90.0 + 1e-9))
             if ok and dst_crs is not None:
-                ox, oy = transformer(crs, dst_crs).transform(xs, ys, errcheck=False)
+                ox, oy = transformer(key, dst_crs).transform(xs, ys, errcheck=False)
                 ok = bool(np.all(np.isfinite(ox)) and np.all(np.isfinite(oy)))
     except Exception:  # noqa: BLE001 - pyproj raises for some impossible coordinates
         ok = False
