@@ -278,30 +278,49 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
 
 def _batches(scene: Scene, tiling: Tiling, tile_ids, batch_size: int, stats: SceneStats, stop: threading.Event,
              core=range(0)):
-    """Yield (tile_ids, data (N,S,S,C), valids, n_skipped_since_last) batches.
+    """Yield (tile_ids, raw tiles, raw validity masks, n_skipped_since_last) batches, pixels as stored.
 
+    :func:`_to_float` makes the detector's float32 batch of them in the consuming thread, so that
+    decoding the next tiles (GDAL) and converting these (numpy) run at the same time.
     Nodata tiles are counted in ``stats`` when they are in ``core`` (halo tiles of a block are not its own).
     """
-    n_bands, size = len(scene.indexes), tiling.size
-    ids, valids, skipped, buf = [], [], 0, None
-    for pos, i in enumerate(tile_ids):
+    ids, raws, valids, skipped = [], [], [], 0
+    for i in tile_ids:
         if stop.is_set():
             return
-        if buf is None:  # tiles are read straight into the batch: no per-tile array, no np.stack copy
-            buf = np.empty((min(batch_size, len(tile_ids) - pos), size, size, n_bands), np.float32)
         x0, y0, w, h = tiling.tile(i)
-        _, valid = scene._read(x0, y0, w, h, pad_to=size, out=buf[len(ids)])  # valid may be shared, read-only
-        if not valid.any():
+        raw, valid = scene._read_raw(x0, y0, w, h)
+        if valid is not None and not valid.any():
             stats.tiles_nodata += i in core
             skipped += 1
             continue
         ids.append(i)
+        raws.append(raw)
         valids.append(valid)
-        if len(ids) == len(buf):
-            yield ids, buf, valids, skipped
-            ids, valids, skipped, buf = [], [], 0, None
+        if len(ids) == batch_size:
+            yield ids, raws, valids, skipped
+            ids, raws, valids, skipped = [], [], [], 0
     if ids or skipped:
-        yield ids, (buf[: len(ids)] if ids else None), valids, skipped
+        yield ids, raws, valids, skipped
+
+
+def _to_float(batches, scene: Scene, size: int):
+    """(tile_ids, data (N,S,S,C) float32, valids, n_skipped) from :func:`_batches`' raw batches.
+
+    The tiles are written straight into the batch (no per-tile array, no ``np.stack`` copy); a tile
+    without nodata gets a shared read-only mask.
+    """
+    try:
+        for ids, raws, rvalids, skipped in batches:
+            if not ids:
+                yield ids, None, [], skipped
+                continue
+            data = np.empty((len(ids), size, size, len(scene.indexes)), np.float32)
+            valids = [scene._to_float(raw, v, pad_to=size, out=data[k])[1]
+                      for k, (raw, v) in enumerate(zip(raws, rvalids))]
+            yield ids, data, valids, skipped
+    finally:
+        batches.close()  # closing this closes the reader too (it is joined before the scene is closed)
 
 
 def _prefetch(gen, depth: int = 2, stop: threading.Event | None = None):
@@ -487,7 +506,7 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
         bar = tqdm(total=len(tile_ids), desc=scene.scene_id, unit="tile", leave=False)
     else:
         bar = _NoBar()
-    batches = _read_ahead(_batches(scene, tiling, tile_ids, batch_size, st, stop, core), stop)
+    batches = _to_float(_read_ahead(_batches(scene, tiling, tile_ids, batch_size, st, stop, core), stop), scene, size)
     finished = False
     try:
         for ids, data, valids, skipped in batches:

@@ -238,21 +238,28 @@ class Scene:
     def _read(self, col_off: int, row_off: int, width: int, height: int, pad_to: int | None = None, out=None):
         """:meth:`read` for the pipeline: when every pixel is valid the mask is a shared read-only array;
         ``out``: a float32 array of the padded tile's shape to write the pixels into."""
+        raw, valid = self._read_raw(col_off, row_off, width, height)
+        return self._to_float(raw, valid, pad_to, out)
+
+    def _read_raw(self, col_off: int, row_off: int, width: int, height: int):
+        """The pixels of a grid window as stored, (C, h, w), and the validity mask (``None``: all valid).
+
+        The pipeline reads in one thread and converts (:meth:`_to_float`) in another.
+        """
         from rasterio.enums import Resampling
         from rasterio.windows import Window
 
         ds = self.dataset
         fx, fy = self.factor
         window = Window(col_off / fx, row_off / fy, width / fx, height / fy)
-        all_valid = self._all_valid
         out_shape = (len(self.indexes), height, width)
         try:
             if self.resampled:
                 raw = ds.read(self.indexes, window=window, out_shape=out_shape, resampling=Resampling.bilinear)
             else:
                 raw = ds.read(self.indexes, window=window)
-            if all_valid:
-                valid = None  # every pixel: made below (shared unless the pixels are floating-point)
+            if self._all_valid:
+                valid = None
             else:
                 if self.resampled:
                     masks = ds.read_masks(self.indexes, window=window, out_shape=out_shape,
@@ -268,15 +275,24 @@ class Scene:
                 f"{self.path}: could not read pixels at column {col_off}, row {row_off} "
                 f"(truncated or corrupt file?): {detail}; re-download or re-export the scene"
             ) from exc
-        scaling = self.__dict__.setdefault("_scalings", {}).get(raw.dtype)
-        if scaling is None:  # per scene and dtype, not per tile
-            scaling = (bool(np.issubdtype(raw.dtype, np.floating)), *_affine_scaling(raw.dtype, self.scaling))
-            self._scalings[raw.dtype] = scaling
-        floating, offset, factor = scaling
-        if floating:
+        if self._scaling_of(raw.dtype)[0]:  # floating-point pixels: NaN and infinity are nodata too
             if valid is None:
                 valid = np.ones((height, width), bool)
             valid &= np.all(np.isfinite(raw), axis=0)
+        return raw, valid
+
+    def _scaling_of(self, dtype) -> tuple:
+        """(floating, offset, factor) for pixels of ``dtype``: once per scene and dtype, not per tile."""
+        scalings = self.__dict__.setdefault("_scalings", {})
+        got = scalings.get(dtype)
+        if got is None:
+            got = scalings[dtype] = (bool(np.issubdtype(dtype, np.floating)), *_affine_scaling(dtype, self.scaling))
+        return got
+
+    def _to_float(self, raw, valid, pad_to: int | None = None, out=None):
+        """:meth:`_read_raw`'s pixels as the detector gets them: float32 (h, w, C), scaled, nodata filled, padded."""
+        _, height, width = raw.shape
+        _, offset, factor = self._scaling_of(raw.dtype)
         n = pad_to if pad_to is not None else None
         hh, ww = (max(height, n), max(width, n)) if n else (height, width)
         if out is None:
