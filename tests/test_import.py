@@ -130,3 +130,30 @@ def test_public_classes():
     assert isinstance(geodetect.DetectorSpec, type)
     assert {t.name for t in geodetect.Task} >= {"POINTS", "BOXES", "SEGMENTATION", "CLASSIFICATION"}
     assert isinstance(geodetect.__version__, str) and geodetect.__version__
+
+
+def test_import_and_points_detect_stay_light(tmp_path):
+    """`import geodetect` loads no geopandas/pandas/rasterio/pyproj; a points run with progress off
+    loads no scipy.spatial and no tqdm (they cost most of a first call, issue 18)."""
+    code = f"""
+    import sys, json
+    import geodetect as gd
+    before = sorted(m for m in ("geopandas", "pandas", "rasterio", "pyproj", "shapely") if m in sys.modules)
+    sys.path.insert(0, {str(Path(__file__).parent)!r})
+    from detectors import MeanLabel, BrightPoints
+    from geodetect.simulate import make_scene
+    sim = make_scene({str(tmp_path / "s.tif")!r}, size=(300, 300), n_objects=5, seed=1)
+    sys.modules.pop("scipy.spatial", None)
+    class P(BrightPoints):
+        def predict(self, tiles):
+            import numpy as np
+            from geodetect.plugins import Points
+            return [Points(np.array([[10.5, 10.5]]), np.zeros(1, int), np.ones(1)) for _ in tiles]
+    gd.detect(sim.path, P, progress=False)
+    after = sorted(m for m in ("scipy.spatial", "tqdm") if m in sys.modules)
+    print(json.dumps([before, after]))
+    """
+    proc = _run(textwrap.dedent(code), tmp_path, stubs=False)
+    assert proc.returncode == 0, proc.stderr
+    before, after = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert before == [] and after == []
