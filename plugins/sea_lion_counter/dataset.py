@@ -111,12 +111,9 @@ def label_proposals(prop_xy: np.ndarray, xy: np.ndarray, class_ids: np.ndarray, 
 
 
 def scene_patches(scene: Scene, rng: np.random.Generator, *, max_negatives: int = 800, jitter: float = 1.5,
-                  copies=(4, 4, 1, 2, 1), pos_radius=POS_RADIUS, neg_radius=NEG_RADIUS, shares=(1 / 2, 1 / 3)):
+                  copies=(4, 4, 1, 2, 1), pos_radius=POS_RADIUS, neg_radius=NEG_RADIUS):
     """uint8 patches (N, 64, 64, 3) and labels (N,) from one scene (also a real photograph read at 0.1 m,
-    :func:`geodetect_plugins.sea_lion_counter.real.grid_scene`).
-
-    ``shares``: the largest parts of ``max_negatives`` taken from the blobs beside animals and from the
-    animal-coloured ones; the rest (plain rock, surf, shadows) fills what they leave."""
+    :func:`geodetect_plugins.sea_lion_counter.real.grid_scene`)."""
     from scipy.spatial import cKDTree
 
     img = scene.image
@@ -139,8 +136,7 @@ def scene_patches(scene: Scene, rng: np.random.Generator, *, max_negatives: int 
         tan = ~near & (chroma[r, c] > 0.1)
         rest = ~near & ~tan
         chosen, room = [], max_negatives
-        caps = (int(max_negatives * shares[0]), int(max_negatives * shares[1]), max_negatives)
-        for group, cap in zip((neg[near], neg[tan], neg[rest]), caps):
+        for group, cap in ((neg[near], max_negatives // 2), (neg[tan], max_negatives // 3), (neg[rest], max_negatives)):
             take = max(0, min(len(group), room, cap))
             chosen.append(np.sort(rng.choice(group, take, replace=False)) if take < len(group) else group)
             room -= take

@@ -13,22 +13,18 @@ Data (see :mod:`~geodetect_plugins.sea_lion_counter.real` for the split and the 
   max(3 px, 0.25 body lengths), ``not_sea_lion`` beyond max(5 px, 0.45 body
   lengths), left out between), around each dot with +-1.5 px jitter (more
   copies of the rare bull and subadult classes), an off-centre view of each
-  animal (``not_sea_lion``), and up to 3,000 proposals away from animals per
-  placement (at most a quarter of them beside animals, 35 % animal-coloured,
-  the rest plain rock, surf and shadow: what a survey photograph mostly shows;
-  :func:`~geodetect_plugins.sea_lion_counter.dataset.scene_patches`);
+  animal (``not_sea_lion``), and up to 1,000 proposals away from animals per
+  placement, hard ones first (:func:`~geodetect_plugins.sea_lion_counter.dataset.scene_patches`);
 * simulated: ``--sim-scenes`` (default 6) rookeries of ``dataset.TRAIN_SEEDS``,
   so that the counter still knows the simulated scenes of the demo and tests;
 * validation: photograph ``real.VAL`` (45) at 0.035 m, its patches reported
   per class after training.
 
-Two rounds (hard-negative mining): ``--epochs`` (2) on those patches, then
-``--mine-epochs`` (1) more with every labelled proposal of the real training
-photographs at all three placements (about 83,000, most of them rock, surf and
-shadow) that round 1 still gets wrong or unsure (P(true class) < 0.7) added
-twice over.
-Augmentation: the 8 rotations/flips, brightness x0.6-1.45, contrast x0.7-1.4,
-gamma 0.78-1.28, a colour cast of +-14 %, one patch in eight turned grey (a panchromatic band
+Two rounds: ``--epochs`` on those patches, then ``--mine-epochs`` more with the
+proposals of the real training photographs (at 0.035 m) that round 1 still
+gets wrong or unsure (P(true class) < 0.7) added three times over.
+Augmentation: the 8 rotations/flips, brightness x0.75-1.3, contrast x0.8-1.25,
+a colour cast of +-8 %, one patch in eight turned grey (a panchromatic band
 given three times), a little noise, and now and then a strip of repeated edge
 pixels, as patches cut at a tile edge have.
 
@@ -55,14 +51,6 @@ BASELINE_OUT = HERE / "build" / "seed_baseline.keras"  # not shipped (build/ is 
 #: label radii of real proposals (px at 0.1 m, body lengths): dots sit anywhere on the body
 REAL_POS_RADIUS = (3.0, 0.25)
 REAL_NEG_RADIUS = (5.0, 0.45)
-#: real proposals away from animals per photograph and placement, at most; of them at most a quarter beside
-#: animals and 35 % animal-coloured (tan rock), the rest plain rock, surf and shadow (what a survey mostly shows)
-REAL_NEGATIVES = 3000
-REAL_NEG_SHARES = (0.25, 0.35)
-#: mining: a labelled proposal is hard when the model gives its true class less than this
-MINE_BELOW = 0.7
-#: copies of each hard proposal in the second round
-MINE_COPIES = 2
 
 
 def make_patches(seeds, base_seed: int, *, size: int | None = None, log=print):
@@ -83,47 +71,48 @@ def make_patches(seeds, base_seed: int, *, size: int | None = None, log=print):
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def real_patches(root, ids, base_seed: int, *, gsds, max_negatives: int = REAL_NEGATIVES, pool: bool = False,
-                 log=print):
-    """Patches and labels of the real photographs ``ids`` at each placement of ``gsds``; with ``pool`` also
-    every labelled proposal of those placements (patches, labels: the mining pool)."""
-    from geodetect_plugins.sea_lion_counter import cut_patches, propose
-    from geodetect_plugins.sea_lion_counter.dataset import label_proposals, scene_patches
+def real_patches(root, ids, base_seed: int, *, gsds, max_negatives: int = 1000, keep=None, log=print):
+    """Patches and labels of the real photographs ``ids`` at each placement of ``gsds``;
+    the scenes placed at ``keep`` are returned too (for mining)."""
+    from geodetect_plugins.sea_lion_counter.dataset import scene_patches
     from geodetect_plugins.sea_lion_counter.real import grid_scene, load_photos
 
-    xs, ys, px, py = [], [], [], []
+    xs, ys, kept = [], [], []
     for photo in load_photos(root, ids, seed=base_seed):
         for g in gsds:
             sc = grid_scene(photo, g)
             x, y = scene_patches(sc, np.random.default_rng([base_seed, int(photo.train_id), int(g * 1000)]),
-                                 max_negatives=max_negatives, pos_radius=REAL_POS_RADIUS, neg_radius=REAL_NEG_RADIUS,
-                                 shares=REAL_NEG_SHARES)
+                                 max_negatives=max_negatives, pos_radius=REAL_POS_RADIUS, neg_radius=REAL_NEG_RADIUS)
             xs.append(x)
             ys.append(y)
-            if pool:
-                pxy, *_ = propose(sc.image, max_proposals=1 << 30)
-                lab = label_proposals(pxy, sc.xy, sc.class_ids, sc.length_px, pos_radius=REAL_POS_RADIUS,
-                                      neg_radius=REAL_NEG_RADIUS)
-                ok = lab >= 0
-                px.append(np.clip(np.rint(cut_patches(sc.image, pxy[ok]) * 255), 0, 255).astype(np.uint8))
-                py.append(lab[ok])
+            if keep is not None and abs(g - keep) < 1e-9:
+                kept.append(sc)
             if log:
                 log(f"  photo {photo.train_id} at {g} m ({'painted' if photo.painted else 'plain'}): "
-                    f"{len(photo.xy)} animals, {len(y)} patches {np.bincount(y, minlength=6).tolist()}"
-                    + (f", {len(py[-1])} labelled proposals" if pool else ""))
-    cat = (lambda a, shape: np.concatenate(a) if a else np.zeros(shape, np.uint8))
-    return (np.concatenate(xs), np.concatenate(ys), cat(px, (0, 64, 64, 3)),
-            cat(py, (0,)).astype(np.int64))
+                    f"{len(photo.xy)} animals, {len(y)} patches {np.bincount(y, minlength=6).tolist()}")
+    return np.concatenate(xs), np.concatenate(ys), kept
 
 
-def mine_hard(model, x, y, *, below: float = MINE_BELOW, log=print):
-    """The labelled proposals ``x, y`` (uint8 patches, labels) the model gets wrong or unsure (P(true class) <
-    ``below``)."""
-    p = np.concatenate([model.predict(x[i : i + 2048].astype(np.float32) / 255.0, batch_size=512, verbose=0)
-                        for i in range(0, len(x), 2048)] or [np.zeros((0, 6))])
-    hard = p[np.arange(len(x)), y] < below
-    log(f"  mined {int(hard.sum())} hard of {len(y)} proposals {np.bincount(y[hard], minlength=6).tolist()}")
-    return x[hard], y[hard]
+def mine_hard(model, scenes, *, below: float = 0.7, log=print):
+    """Every labelled proposal of ``scenes`` the model gets wrong or unsure (P(true class) < ``below``)."""
+    from geodetect_plugins.sea_lion_counter import cut_patches, propose
+    from geodetect_plugins.sea_lion_counter.dataset import label_proposals
+
+    xs, ys = [], []
+    for sc in scenes:
+        pxy, *_ = propose(sc.image, max_proposals=1 << 30)
+        lab = label_proposals(pxy, sc.xy, sc.class_ids, sc.length_px, pos_radius=REAL_POS_RADIUS,
+                              neg_radius=REAL_NEG_RADIUS)
+        ok = lab >= 0
+        x = cut_patches(sc.image, pxy[ok])
+        p = np.concatenate([np.asarray(model(x[i : i + 512], training=False)) for i in range(0, len(x), 512)]
+                           or [np.zeros((0, 6))])
+        hard = p[np.arange(len(x)), lab[ok]] < below
+        xs.append(np.clip(np.rint(x[hard] * 255), 0, 255).astype(np.uint8))
+        ys.append(lab[ok][hard])
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    log(f"  mined {len(y)} hard proposals {np.bincount(y, minlength=6).tolist()}")
+    return x, y
 
 
 def _augment_fn(tf):
@@ -137,9 +126,8 @@ def _augment_fn(tf):
         x = tf.image.rot90(x, tf.random.uniform([], 0, 4, dtype=tf.int32))
         x = tf.cond(tf.random.uniform([]) < 0.5, lambda: tf.reverse(x, [1]), lambda: x)
         mean = tf.reduce_mean(x)
-        x = (x - mean) * tf.random.uniform([], 0.7, 1.4) + mean
-        gain = tf.random.uniform([], 0.6, 1.45) * tf.random.uniform([3], 0.86, 1.14)
-        x = tf.clip_by_value(x, 0.0, 1.0) ** tf.exp(tf.random.uniform([], -0.25, 0.25))  # gamma 0.78..1.28
+        x = (x - mean) * tf.random.uniform([], 0.8, 1.25) + mean
+        gain = tf.random.uniform([], 0.75, 1.3) * tf.random.uniform([3], 0.92, 1.08)
         x = x * gain + tf.random.normal(tf.shape(x), 0.0, 1.0) * tf.random.uniform([], 0.0, 0.012)
         grey = tf.random.uniform([]) < 0.125  # a panchromatic band given as R = G = B
         x = tf.where(grey, tf.repeat(tf.reduce_mean(x, axis=-1, keepdims=True), 3, axis=-1), x)
@@ -149,7 +137,7 @@ def _augment_fn(tf):
 
 
 def train(kind: str, out: Path, *, data, n_sim: int, epochs: int, batch: int, seed: int, threads: int,
-          mine_epochs: int = 2, smoke: bool = False, cache=None, log=print) -> dict:
+          mine_epochs: int = 2, smoke: bool = False, log=print) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from geodetect.plugins.weights import configure_tensorflow, save_keras_reproducible
 
@@ -162,27 +150,19 @@ def train(kind: str, out: Path, *, data, n_sim: int, epochs: int, batch: int, se
 
     t0 = time.time()
     log(f"[{kind}] {n_sim} simulated scenes" + ("" if smoke else f", real photographs {TRAIN} from {data}"))
-    cached = Path(cache) / f"sealion-patches-s{seed}-n{n_sim}-neg{REAL_NEGATIVES}.npz" if cache else None
-    if cached is not None and cached.is_file():
-        with np.load(cached) as z:
-            xtr, ytr, xva, yva, xpool, ypool = (z[k] for k in ("xtr", "ytr", "xva", "yva", "xpool", "ypool"))
-        log(f"[{kind}] patches from the cache {cached}")
+    xs, ys = make_patches(TRAIN_SEEDS[:n_sim], seed, size=256 if smoke else None, log=log)
+    xs, ys = [xs], [ys]
+    scenes = []
+    if not smoke:
+        xr, yr, scenes = real_patches(data, TRAIN, seed, gsds=TRAIN_GSDS, keep=PHOTO_GSD_M, log=log)
+        xs.append(xr)
+        ys.append(yr)
+        xva, yva, _ = real_patches(data, VAL, seed + 1, gsds=(PHOTO_GSD_M,), log=log)
     else:
-        xs, ys = make_patches(TRAIN_SEEDS[:n_sim], seed, size=256 if smoke else None, log=log)
-        xs, ys = [xs], [ys]
-        xpool, ypool = np.zeros((0, 64, 64, 3), np.uint8), np.zeros(0, np.int64)
         xva, yva = np.zeros((0, 64, 64, 3), np.uint8), np.zeros(0, np.int64)
-        if not smoke:
-            xr, yr, xpool, ypool = real_patches(data, TRAIN, seed, gsds=TRAIN_GSDS, pool=mine_epochs > 0, log=log)
-            xs.append(xr)
-            ys.append(yr)
-            xva, yva, _, _ = real_patches(data, VAL, seed + 1, gsds=(PHOTO_GSD_M,), log=log)
-        xtr, ytr = np.concatenate(xs), np.concatenate(ys)
-        if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cached, xtr=xtr, ytr=ytr, xva=xva, yva=yva, xpool=xpool, ypool=ypool)
+    xtr, ytr = np.concatenate(xs), np.concatenate(ys)
     log(f"[{kind}] {len(ytr)} training patches {np.bincount(ytr, minlength=6).tolist()}, "
-        f"{len(yva)} validation, mining pool {len(ypool)}; data {time.time() - t0:.0f} s")
+        f"{len(yva)} validation; data {time.time() - t0:.0f} s")
     model = build(kind)
     steps = 1 if smoke else int(np.ceil(len(ytr) / batch)) * epochs
     opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.02))
@@ -201,16 +181,13 @@ def train(kind: str, out: Path, *, data, n_sim: int, epochs: int, batch: int, se
         model.fit(dataset(xtr, ytr).take(1), epochs=1, verbose=0)
     else:
         model.fit(dataset(xtr, ytr), epochs=epochs, validation_data=val, verbose=2)
-    log(f"[{kind}] round 1 {time.time() - t1:.0f} s")
-    if len(ypool) and mine_epochs > 0:
-        log(f"[{kind}] hard-example mining: every labelled proposal of the real training photographs, "
-            f"{len(TRAIN_GSDS)} placements")
-        xh, yh = mine_hard(model, xpool, ypool, log=log)
-        del xpool
-        x2, y2 = np.concatenate([xtr] + [xh] * MINE_COPIES), np.concatenate([ytr] + [yh] * MINE_COPIES)
-        del xtr
+    if scenes and mine_epochs > 0:
+        log(f"[{kind}] hard-example mining on the {len(scenes)} real training photographs at {PHOTO_GSD_M} m")
+        xh, yh = mine_hard(model, scenes, log=log)
+        del scenes
+        x2, y2 = np.concatenate([xtr] + [xh] * 3), np.concatenate([ytr] + [yh] * 3)
         steps2 = int(np.ceil(len(y2) / batch)) * mine_epochs
-        model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(6e-4, steps2)),
+        model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(4e-4, steps2)),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         model.fit(dataset(x2, y2), epochs=mine_epochs, validation_data=val, verbose=2)
     train_s = time.time() - t1
@@ -245,13 +222,11 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="one small simulated scene, one step: checks the script runs")
     p.add_argument("--out", type=Path, help=f"output .keras (default {DEFAULT_OUT.name}, or build/ for --baseline)")
     p.add_argument("--sim-scenes", type=int, default=6, help="simulated rookeries added (default 6)")
-    p.add_argument("--epochs", type=int, default=2, help="epochs of the first round (default 2)")
+    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--mine-epochs", type=int, default=1, help="epochs of the second round (0: no mining)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads (default 2)")
-    p.add_argument("--cache", type=Path, help="keep the prepared patches here and reuse them in a later run with "
-                   "the same settings (development; the weights are the same)")
     a = p.parse_args(argv)
     kind = "baseline" if a.baseline else "compact"
     if a.smoke:
@@ -264,7 +239,7 @@ def main(argv=None) -> int:
         p.error(f"{a.data}: not the Kaggle sea-lion folder (no TrainDotted/); give --data")
     out = a.out or (BASELINE_OUT if a.baseline else DEFAULT_OUT)
     train(kind, out, data=a.data, n_sim=a.sim_scenes, epochs=a.epochs, batch=a.batch, seed=a.seed,
-          threads=a.threads, mine_epochs=0 if a.baseline else a.mine_epochs, cache=a.cache)
+          threads=a.threads, mine_epochs=0 if a.baseline else a.mine_epochs)
     return 0
 
 
