@@ -390,7 +390,7 @@ def detect(spark, scenes, detector, *, block_rows: int = 8, **options):
     spec = _spec_of(detector)
     from geodetect.plugins import Task
 
-    if spec.task is Task.SEGMENTATION and any(u[3] and (u[2], u[3]) != (0, _rows_of(planned, u)) for u, _ in planned):
+    if spec.task is Task.SEGMENTATION and _split_scenes(planned):
         from pyspark.sql import functions as F
 
         from geodetect.pipeline import make_options
@@ -407,9 +407,12 @@ def detect(spark, scenes, detector, *, block_rows: int = 8, **options):
     return sdf
 
 
-def _rows_of(planned, unit) -> int:
-    """The number of tile rows of ``unit``'s scene (the end row of its last block)."""
-    return max(u[3] for u, _ in planned if u[1] == unit[1])
+def _split_scenes(planned) -> bool:
+    """True when some scene of the plan is split into more than one block."""
+    blocks: dict = {}
+    for u, _ in planned:
+        blocks[u[1]] = blocks.get(u[1], 0) + 1
+    return any(n > 1 for n in blocks.values())
 
 
 def _srid(crs) -> int:
