@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.geodetect-installed
 
-.PHONY: venv jars test test-fast demo fuzz bench browser-deps clean
+.PHONY: venv jars test test-fast demo fuzz bench bench-peers browser-deps clean
 
 # Apache Sedona for Spark: the JVM jars come from Maven Central (never committed) into an ignored
 # folder; geodetect.spark.session() puts them on spark.jars. The coordinates are also in
@@ -52,6 +52,10 @@ browser-deps:       ## Chromium (Debian) and the pinned kepler.gl / React copies
 
 bench: venv         ## the benchmark table (ratios measured side by side); saved to bench/results.json
 	$(BIN)/python bench/run.py
+
+bench-peers:        ## geodetect against DeepForest, TorchGeo, geoai, Raster Vision (own venv bench/peers/.venv, GBs of PyPI wheels); bench/peers/results.json
+	[ -f bench/peers/.venv/peers-status.txt ] || bash bench/peers/install.sh
+	nice -n 19 bench/peers/.venv/bin/python bench/peers/run.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache build *.egg-info
