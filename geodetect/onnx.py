@@ -4,7 +4,10 @@ onnxruntime is imported in :meth:`OnnxDetector.load`, never at import time. The
 weights are verified against the document's checksum before the session is
 made; the CUDA provider is used when onnxruntime has it, the CPU one otherwise.
 ``GEODETECT_ORT_THREADS=N`` caps onnxruntime's intra-op threads (Spark tasks set
-it like ``GEODETECT_TF_THREADS``).
+it like ``GEODETECT_TF_THREADS``). onnxruntime's threads do not spin-wait between
+calls: in ``gd.detect`` the tile reader thread decodes the next batch while the
+model runs, and spinning threads took its core (bench/remote_bench.py, ONNX figure:
+0.78 with spinning, 0.88 without, same loaded machine, alternated runs).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ def session_for(path, *, threads: int | None = None):
         opts.intra_op_num_threads = n
         opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     avail = ort.get_available_providers()
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail] or avail
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
