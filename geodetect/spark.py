@@ -216,11 +216,28 @@ def _expand(scenes) -> list[str]:
     return out
 
 
+def _scenes(scenes) -> list:
+    """The scenes of :func:`detect`: glob patterns expanded; STAC Items and ItemCollections (JSON files, URLs,
+    pystac objects, dicts) one :class:`geodetect.stac.StacScene` per item, as in ``gd.detect``."""
+    from geodetect.stac import expand_scenes
+
+    if isinstance(scenes, (str, os.PathLike, dict)) or not hasattr(scenes, "__iter__"):  # one path or one item
+        scenes = [scenes]
+    items = []
+    for s in scenes:
+        items.extend(_expand(s) if isinstance(s, (str, os.PathLike)) else [s])
+    out = expand_scenes(items)
+    if not out:
+        raise ConfigError("no scenes given")
+    return out
+
+
 def plan(scenes, detector, *, block_rows: int = 8, **options) -> list[tuple]:
     """Work units (path, scene_id, first tile row, end tile row, block number), made on the driver.
 
     Reads only the headers of the scenes. Scenes that cannot be opened become
-    one unit each and fail in their task with their own error.
+    one unit each and fail in their task with their own error. A STAC item's
+    path is :func:`geodetect.stac.scene_token`'s string (``stac-item:`` + its JSON).
     """
     return [u for u, _ in _plan(scenes, detector, block_rows=block_rows, **options)]
 
@@ -239,20 +256,24 @@ def _plan(scenes, detector, *, block_rows: int, **options) -> list[tuple[tuple, 
     from geodetect.io.raster import open_scene
     from geodetect.io.tiling import Tiling
     from geodetect.pipeline import make_options, scene_id_of, tile_row_blocks
+    from geodetect.stac import scene_override, scene_source, scene_token
 
     spec = _spec_of(detector)
     opts = make_options(spec, progress=False, **options)
     units = []
-    paths = _expand(scenes)
-    ids = [scene_id_of(p) for p in paths]
+    scenes = _scenes(scenes)
+    ids = [scene_id_of(p) for p in scenes]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[0]
-        raise ConfigError(f"scenes share the id {dup!r} (file stem); every scene needs its own id")
-    for path, sid in zip(paths, ids):
+        raise ConfigError(f"scenes share the id {dup!r} (file stem or STAC item id); every scene needs its own id")
+    for scene, sid in zip(scenes, ids):
+        path = scene_token(scene)
         try:
-            with open_scene(path, bands=spec.bands, scaling=opts.scaling, band_override=opts.band_override,
-                            gsd_m=spec.gsd_m, gsd_tolerance=opts.gsd_tolerance, crs=opts.crs, bounds=opts.bounds,
-                            scene_id=sid, gsd_range=spec.gsd_range, detector=spec.name) as sc:
+            with scene_source(scene, spec.bands, opts.band_override) as src, \
+                    open_scene(src, bands=spec.bands, scaling=opts.scaling,
+                               band_override=scene_override(scene, opts.band_override, spec.n_bands),
+                               gsd_m=spec.gsd_m, gsd_tolerance=opts.gsd_tolerance, crs=opts.crs, bounds=opts.bounds,
+                               scene_id=sid, gsd_range=spec.gsd_range, detector=spec.name) as sc:
                 nrow, ncol = Tiling(sc.width, sc.height, opts.tile_size, opts.overlap).shape
         except GeodetectError:
             units.append(((path, sid, 0, 0, 0), 0))
@@ -279,6 +300,7 @@ def _run_units(detector, options: dict, pieces: bool = False):
 
         from geodetect.pipeline import detect_scene, make_options
         from geodetect.plugins.registry import resolve_detector
+        from geodetect.stac import scene_of_token
 
         ctx = TaskContext.get()
         # one task = spark.task.cpus cores: models must not spread over the cores other tasks use
@@ -290,7 +312,7 @@ def _run_units(detector, options: dict, pieces: bool = False):
         for units in batches:
             for u in units.itertuples(index=False):
                 rows = None if u.r1 == 0 else (u.r0, u.r1)
-                gdf, st = detect_scene(det, u.path, opts, scene_id=u.scene_id, tile_rows=rows)
+                gdf, st = detect_scene(det, scene_of_token(u.path), opts, scene_id=u.scene_id, tile_rows=rows)
                 cut = getattr(st, "seg_pieces", None)
                 if cut is not None and len(cut[0]):
                     g, cid, sc, npix, transform, crs = cut
@@ -368,9 +390,12 @@ def _join_block_pieces(min_polygon_px: int, crs_out):
 
 
 def detect(spark, scenes, detector, *, block_rows: int = 8, **options):
-    """Detections of ``scenes`` (paths or glob patterns) as a Spark DataFrame.
+    """Detections of ``scenes`` as a Spark DataFrame.
 
-    ``detector`` is a registered name (preferred: each worker loads it from its
+    ``scenes`` are what ``gd.detect`` takes: paths, glob patterns, ``http(s)://``
+    COG URLs, STAC Items and ItemCollections (JSON files, URLs, pystac objects;
+    one scene per item, ``scene_id`` the item id, its datetime in a ``datetime``
+    column). ``detector`` is a registered name (preferred: each worker loads it from its
     own installation) or a Detector class (pickled to the workers).
     ``options`` are those of :func:`geodetect.detect` (tile_size, overlap,
     batch_size, crs_out, bands, ...). Errors in a scene fail its task with the
@@ -402,9 +427,30 @@ def detect(spark, scenes, detector, *, block_rows: int = 8, **options):
                .applyInPandas(_join_block_pieces(spec.min_polygon_px, crs_out), schema=DETECTIONS_SCHEMA))
     else:
         sdf = udf.mapInPandas(_run_units(detector, options), schema=DETECTIONS_SCHEMA)
+    times = _item_datetimes(planned)
+    if times:  # STAC items: their datetime as a column, as gd.detect gives it (null for plain rasters)
+        from pyspark.sql import functions as F
+
+        cols = sdf.columns
+        tab = spark.createDataFrame(list(times.items()), "scene_id string, datetime timestamp")
+        sdf = sdf.join(F.broadcast(tab), "scene_id", "left").select(*cols, "datetime")
     if sedona_available(spark):
         sdf = _with_sedona_geometry(sdf, _srid(options.get("crs_out") or "EPSG:4326"))
     return sdf
+
+
+def _item_datetimes(planned) -> dict:
+    """{scene id: UTC datetime} of the STAC items among the planned units (empty when there are none)."""
+    from geodetect.stac import StacScene, scene_of_token
+
+    items = {u[1]: scene_of_token(u[0]) for u, _ in planned if u[4] == 0}
+    items = {sid: s for sid, s in items.items() if isinstance(s, StacScene)}
+    if not items:
+        return {}
+    import pandas as pd
+
+    return {sid: None if s.datetime is None else pd.to_datetime(s.datetime, utc=True).to_pydatetime()
+            for sid, s in items.items()}
 
 
 def _split_scenes(planned) -> bool:
@@ -461,12 +507,16 @@ def as_wkb(sdf):
 def to_geopandas(sdf, crs="EPSG:4326"):
     """Collect a (small) Spark detections DataFrame as a geodetect detections GeoDataFrame."""
     import geopandas as gpd
+    import pandas as pd
     import shapely
 
     pdf = _wkb_frame(sdf).toPandas()
     wkb = pdf.pop("geometry")
     geom = shapely.from_wkb([None if w is None else bytes(w) for w in wkb]) if len(pdf) else []
     pdf = pdf.drop(columns=[c for c in ("block",) if c in pdf.columns])
+    if "datetime" in pdf.columns and pd.api.types.is_datetime64_dtype(pdf["datetime"]):  # naive, Spark's session zone
+        tz = sdf.sparkSession.conf.get("spark.sql.session.timeZone")
+        pdf["datetime"] = pdf["datetime"].dt.tz_localize(tz).dt.tz_convert("UTC")
     gdf = gpd.GeoDataFrame(pdf, geometry=gpd.GeoSeries(geom, crs=crs), crs=crs)
     rest = [c for c in gdf.columns if c not in _COLUMNS]
     return gdf[list(_COLUMNS) + rest]
@@ -513,70 +563,226 @@ def _unit_frame(spark, planned):
 
 _UDTF_SCHEMA = ("detector string, detector_version string, scene_id string, class_name string, score float, "
                 "geometry binary, area_m2 double")
+#: what ``geodetect_units`` yields: one row per work unit, as :func:`plan` makes them (``tiles``: tiles it runs)
+_SQL_UNITS_SCHEMA = _UNIT_SCHEMA + ", tiles long, detector string"
+_SQL_UNIT_COLUMNS = ("path", "scene_id", "r0", "r1", "block")
 
 
-class _DetectUDTF:
-    """``geodetect_detect(TABLE(scenes), detector)``: detections of the scenes whose paths are the table's
-    first column, spread over tasks (the rows are hash-partitioned by path); also the literal form
-    ``geodetect_detect(detector, pattern)``, which runs every matching scene in one task."""
+def _struct(schema: str):
+    """A StructType from a ``name type, ...`` string of the simple types used here (analyze cannot parse DDL)."""
+    from pyspark.sql.types import (BinaryType, DoubleType, FloatType, IntegerType, LongType, StringType, StructField,
+                                   StructType)
 
-    @staticmethod
-    def analyze(first, second):
-        from pyspark.sql.types import BinaryType, DoubleType, FloatType, StringType, StructField, StructType
-        from pyspark.sql.udtf import AnalyzeResult, PartitioningColumn
-
-        types = {"string": StringType(), "float": FloatType(), "binary": BinaryType(), "double": DoubleType()}
-        schema = StructType([StructField(n, types[t]) for n, t in (f.split() for f in _UDTF_SCHEMA.split(", "))])
-        if first.isTable:
-            col = first.dataType.fields[0].name
-            return AnalyzeResult(schema=schema, partitionBy=[PartitioningColumn(col)])
-        return AnalyzeResult(schema=schema)
-
-    def eval(self, first, second):
-        from pyspark.sql import Row
-
-        if isinstance(first, Row):  # TABLE form: one scene per input row
-            detector, paths = second, [first[0]]
-        else:
-            detector, paths = first, _expand(second)
-        yield from self._detect(detector, paths)
-
-    def _detect(self, detector, paths):
-        import shapely
-
-        from geodetect.pipeline import detect_scene, make_options
-        from geodetect.plugins.registry import resolve_detector
-
-        det = resolve_detector(detector)
-        opts = make_options(det.spec, progress=False)
-        for path in paths:
-            gdf, _ = detect_scene(det, path, opts)
-            wkb = shapely.to_wkb(gdf.geometry.values)
-            for row, g in zip(gdf.itertuples(index=False), wkb):
-                yield (row.detector, row.detector_version, row.scene_id, row.class_name, float(row.score),
-                       bytes(g), float(row.area_m2))
+    types = {"string": StringType(), "float": FloatType(), "binary": BinaryType(), "double": DoubleType(),
+             "int": IntegerType(), "long": LongType()}
+    return StructType([StructField(n, types[t]) for n, t in (f.split() for f in schema.split(", "))])
 
 
+def _py(v):
+    """A pandas / numpy value as the plain Python value a Python UDTF row holds (None for missing)."""
+    import numpy as np
+
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return bytes(v) if isinstance(v, (bytearray, memoryview)) else v
+
+
+def _detector_arg(arg, fn: str) -> str:
+    if arg is None or arg.isTable or not isinstance(arg.value, str) or not arg.value:
+        raise ConfigError(f"{fn}: the detector must be a constant detector name (a string), e.g. 'vehicle-detector'")
+    return arg.value
+
+
+def _table_functions(extra: dict) -> dict:
+    """The SQL table functions (Python UDTF classes) by name; ``extra``: detector name -> Detector class
+    besides the installed ones (pickled to the workers with the classes)."""
+    from pyspark.sql.udtf import AnalyzeResult, PartitioningColumn
+
+    def detector_of(name):
+        return extra.get(name, name)
+
+    class DetectUDTF:
+        """``geodetect_detect``: whole scenes (a TABLE of paths, or a literal pattern), or the second step of
+        the block form (a TABLE of ``geodetect_blocks`` rows: pieces joined per scene, detections passed on)."""
+
+        @staticmethod
+        def analyze(first, second=None):
+            schema = _struct(_UDTF_SCHEMA)
+            if first.isTable:
+                _detector_arg(second, "geodetect_detect")
+                cols = [f.name for f in first.dataType.fields]
+                if "_npix" in cols:  # block results: one partition per scene, to join its pieces
+                    return AnalyzeResult(schema=schema, partitionBy=[PartitioningColumn("scene_id")])
+                if set(_SQL_UNIT_COLUMNS) <= set(cols):
+                    raise ConfigError("geodetect_detect: this table holds work units; run them first: "
+                                      "geodetect_detect(TABLE(SELECT * FROM geodetect_blocks(TABLE(units), detector)), "
+                                      "detector)")
+                return AnalyzeResult(schema=schema, partitionBy=[PartitioningColumn(cols[0])])
+            if first.value is None or second is None or not isinstance(second.value, str):
+                raise ConfigError("geodetect_detect takes (TABLE(scenes), detector) or (detector, 'path or pattern')")
+            return AnalyzeResult(schema=schema)
+
+        def __init__(self):
+            self.pieces = []
+
+        def eval(self, first, second=None):
+            from pyspark.sql import Row
+
+            if not isinstance(first, Row):  # literal form: every matching scene, in this one call
+                yield from self._whole(first, _expand(second))
+            elif "_npix" in first.__fields__:
+                if first["_npix"] is None:  # a detection of one block: final as it is
+                    yield tuple(_py(first[c]) for c in _UDTF_SCHEMA_COLUMNS)
+                else:
+                    self.detector = second
+                    self.pieces.append(first.asDict())
+            else:  # TABLE of paths: one scene per input row, whole
+                yield from self._whole(second, [first[0]])
+
+        def terminate(self):
+            if not self.pieces:
+                return
+            import pandas as pd
+
+            from geodetect.pipeline import make_options
+            from geodetect.plugins.registry import resolve_detector
+
+            spec = resolve_detector(detector_of(self.detector)).spec
+            pdf = pd.DataFrame(self.pieces)
+            joined = _join_block_pieces(spec.min_polygon_px, make_options(spec, progress=False).crs_out)(pdf)
+            for row in joined[list(_UDTF_SCHEMA_COLUMNS)].itertuples(index=False):
+                yield tuple(_py(v) for v in row)
+
+        @staticmethod
+        def _whole(detector, paths):
+            import shapely
+
+            from geodetect.pipeline import detect_scene, make_options
+            from geodetect.plugins.registry import resolve_detector
+
+            det = resolve_detector(detector_of(detector))
+            opts = make_options(det.spec, progress=False)
+            for path in paths:
+                gdf, _ = detect_scene(det, path, opts)
+                wkb = shapely.to_wkb(gdf.geometry.values)
+                for row, g in zip(gdf.itertuples(index=False), wkb):
+                    yield (row.detector, row.detector_version, row.scene_id, row.class_name, float(row.score),
+                           bytes(g), float(row.area_m2))
+
+    class UnitsUDTF:
+        """``geodetect_units(TABLE(scenes), detector[, block_rows])``: the work units of :func:`plan` (headers only)."""
+
+        @staticmethod
+        def analyze(scenes, detector=None, block_rows=None):
+            if not scenes.isTable:
+                raise ConfigError("geodetect_units: the first argument must be TABLE(scenes), a table of scene paths")
+            _detector_arg(detector, "geodetect_units")
+            if block_rows is not None and (block_rows.isTable or isinstance(block_rows.value, bool)
+                                           or not isinstance(block_rows.value, int) or block_rows.value < 1):
+                raise ConfigError("geodetect_units: block_rows must be a constant integer >= 1 (tile rows per block)")
+            # one call sees every scene: the plan (and its check that scene ids differ) is that of gds.detect
+            return AnalyzeResult(schema=_struct(_SQL_UNITS_SCHEMA), withSinglePartition=True)
+
+        def __init__(self):
+            self.paths = []
+
+        def eval(self, row, detector, block_rows=None):
+            self.detector, self.block_rows = detector, 8 if block_rows is None else int(block_rows)
+            if row[0] is None:
+                raise ConfigError("geodetect_units: a scene path is NULL")
+            self.paths.append(str(row[0]))
+
+        def terminate(self):
+            if not self.paths:
+                return
+            for (path, sid, r0, r1, k), tiles in _plan(self.paths, detector_of(self.detector),
+                                                       block_rows=self.block_rows):
+                yield path, sid, int(r0), int(r1), int(k), int(tiles), self.detector
+
+    class BlocksUDTF:
+        """``geodetect_blocks(TABLE(units), detector)``: each unit in its own partition; detections of its rows,
+        and (segmentation) the pieces of polygons cut by its borders, for ``geodetect_detect`` to join."""
+
+        @staticmethod
+        def analyze(units, detector=None):
+            if not units.isTable or not set(_SQL_UNIT_COLUMNS) <= {f.name for f in units.dataType.fields}:
+                raise ConfigError("geodetect_blocks: the first argument must be TABLE(units), the rows of "
+                                  "geodetect_units(TABLE(scenes), detector)")
+            _detector_arg(detector, "geodetect_blocks")
+            return AnalyzeResult(schema=_struct(_PIECES_SCHEMA),
+                                 partitionBy=[PartitioningColumn("path"), PartitioningColumn("block")])
+
+        def eval(self, unit, detector):
+            import pandas as pd
+
+            planned = unit["detector"] if "detector" in unit.__fields__ else None
+            if planned is not None and planned != detector:
+                raise ConfigError(f"geodetect_blocks: the units were planned for {planned!r}, not {detector!r}")
+            u = pd.DataFrame({c: [unit[c]] for c in _SQL_UNIT_COLUMNS})
+            for out in _run_units(detector_of(detector), {}, pieces=True)(iter([u])):
+                for row in out.itertuples(index=False):
+                    yield tuple(_py(v) for v in row)
+
+    return {"geodetect_detect": DetectUDTF, "geodetect_units": UnitsUDTF, "geodetect_blocks": BlocksUDTF}
+
+
+_UDTF_SCHEMA_COLUMNS = tuple(f.split()[0] for f in _UDTF_SCHEMA.split(", "))
 def register(spark, *, detections=None, view: str = "detections", detectors=()) -> None:
     """Register geodetect's SQL functions and, if given, a detections view.
 
-    The ``geodetect_detect`` table function (a Python UDTF) and, with Sedona
-    registered, the tile-level ``RS_DETECT_BBOXES``, ``RS_SEGMENT``,
-    ``RS_CLASSIFY`` and ``RS_MAX_CONFIDENCE`` on Sedona rasters (see
-    :mod:`geodetect.spark_raster`: they see one tile and do not merge seams).
-    ``detectors``: Detector classes the RS_ functions may name besides the
-    installed ones (pickled to the workers).
+    Table functions (Python UDTFs) and, with Sedona registered, the tile-level
+    ``RS_DETECT_BBOXES``, ``RS_SEGMENT``, ``RS_CLASSIFY`` and ``RS_MAX_CONFIDENCE``
+    on Sedona rasters (see :mod:`geodetect.spark_raster`: they see one tile and
+    do not merge seams). ``detectors``: Detector classes the SQL functions may
+    name besides the installed ones (pickled to the workers).
 
     ``SELECT * FROM geodetect_detect(TABLE(scenes), 'vehicle-detector')`` runs the
-    scenes whose paths are the first column of ``scenes`` (one task per group of
-    paths: spread over executors; each scene whole, with the seam rules of a local
-    run). Geometries are WKB in ``geometry``: ``ST_GeomFromWKB(geometry)`` makes
-    them Sedona geometries for spatial joins.
+    scenes whose paths are the first column of ``scenes``, each scene whole in
+    one call (rows partitioned by path: scenes spread over tasks, blocks do not).
+    Big scenes spread in blocks of tile rows, with the seam rules of
+    :func:`detect`, take three calls::
+
+        SELECT * FROM geodetect_detect(TABLE(
+          SELECT * FROM geodetect_blocks(TABLE(
+            SELECT * FROM geodetect_units(TABLE(scenes), 'water-segmenter', 8)), 'water-segmenter')),
+          'water-segmenter')
+
+    ``geodetect_units`` reads the headers and yields the work units of
+    :func:`plan` (one call for all scenes); ``geodetect_blocks`` runs each unit
+    in its own partition and yields its detections and, for segmentation, the
+    pieces of polygons cut by block borders; ``geodetect_detect`` on those rows
+    joins the pieces per scene (one partition per scene). The result equals
+    :func:`detect` and ``gd.detect``. One call cannot do this: a Python UDTF's
+    input is repartitioned once (its ``analyze`` partitionBy) and cannot turn one
+    scene row into several partitions, and Spark 4.0's SQL table functions
+    refuse TABLE arguments and UDTF calls on tables in their body
+    (TABLE_VALUED_ARGUMENTS_NOT_YET_IMPLEMENTED_FOR_SQL_FUNCTIONS).
+
+    Spark's adaptive execution merges small shuffle partitions until each holds
+    ``spark.sql.adaptive.coalescePartitions.minPartitionSize`` (1 MB by default),
+    which puts every unit row of a query (a few hundred bytes) in one task; when
+    that setting is not set, this sets it to 1 byte in the session, so the
+    partitions of the table functions are merged only down to the default
+    parallelism (every core keeps working). Geometries are WKB in ``geometry``:
+    ``ST_GeomFromWKB(geometry)`` makes them Sedona geometries for spatial joins.
     """
     _pyspark()
     from pyspark.sql.functions import udtf
 
-    spark.udtf.register("geodetect_detect", udtf(_DetectUDTF))
+    from geodetect.plugins.registry import validate_detector_class
+
+    extra = {}
+    for cls in detectors or ():
+        validate_detector_class(cls)
+        extra[cls.spec.name] = cls
+    for name, cls in _table_functions(extra).items():
+        spark.udtf.register(name, udtf(cls))
+    key = "spark.sql.adaptive.coalescePartitions.minPartitionSize"
+    if spark.conf.get(key, None) is None:
+        spark.conf.set(key, "1")
+        log.info("geodetect.spark.register: %s set to 1 byte so that work units spread over tasks", key)
     if detections is not None:
         detections.createOrReplaceTempView(view)
     if sedona_available(spark):  # Sedona's raster type is what the RS_ functions take

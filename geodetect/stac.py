@@ -32,7 +32,8 @@ from pathlib import Path
 from geodetect.errors import BandError, ConfigError, RasterReadError
 from geodetect.io.remote import GDAL_HTTP_OPTIONS, check_url, gdal_path, is_remote, read_url
 
-__all__ = ["StacScene", "expand_scenes", "scene_source", "with_item_columns", "item_vrt"]
+__all__ = ["StacScene", "expand_scenes", "scene_source", "with_item_columns", "item_vrt", "scene_token",
+           "scene_of_token"]
 
 _RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img", ".nc")
 
@@ -53,6 +54,15 @@ class StacScene(os.PathLike):
 
     def __repr__(self) -> str:
         return f"StacScene({self.scene_id!r})"
+
+    def to_json(self) -> str:
+        """The item as JSON with its asset hrefs absolute, and its label: :meth:`from_json` rebuilds the scene."""
+        return json.dumps({"item": dict(self.item, assets=self.assets), "label": self.label}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "StacScene":
+        d = json.loads(text)
+        return cls(d["item"], None, d.get("label"))
 
     def band_table(self) -> dict[str, list[tuple[str, int]]]:
         """name -> [(asset key, 1-based band)] for every raster asset band of the item."""
@@ -166,6 +176,22 @@ def expand_scenes(scenes) -> list:
     if isinstance(scenes, (str, os.PathLike, dict)) or _is_pystac(scenes, "Item"):
         scenes = [scenes]
     return [x for s in scenes for x in _expand_one(s)]
+
+
+#: how a STAC item is written in a table of scene paths (Spark's work units): this prefix, then its JSON
+_TOKEN = "stac-item:"
+
+
+def scene_token(scene) -> str:
+    """A string standing for a scene of :func:`expand_scenes` in a table of paths (Spark's work units): a path or
+    URL as it is, a :class:`StacScene` as ``stac-item:`` + :meth:`StacScene.to_json` (hrefs absolute, so a worker
+    needs neither the item's file nor its folder). :func:`scene_of_token` turns it back."""
+    return _TOKEN + scene.to_json() if isinstance(scene, StacScene) else os.fspath(scene)
+
+
+def scene_of_token(token: str):
+    """The scene a :func:`scene_token` string stands for (a path, a URL or a :class:`StacScene`)."""
+    return StacScene.from_json(token[len(_TOKEN):]) if token.startswith(_TOKEN) else token
 
 
 def item_vrt(scene: StacScene, names) -> str:

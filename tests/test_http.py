@@ -173,6 +173,42 @@ def test_stac_item_served_over_http(nginx, landsat_cog):
     assert set(dets.scene_id) == {"landsat-http"}
 
 
+@pytest.mark.slow
+def test_spark_detect_on_urls_equals_gd_detect(spark, nginx, landsat_cog):
+    """gds.detect on a COG URL and on a STAC item URL (assets over HTTP): the local file's detections, the scene split
+    in blocks over the tasks, and the workers' GDAL reads are range requests only."""
+    gds = pytest.importorskip("geodetect.spark")
+    import shapely
+
+    from geodetect.testing import assert_detections_equal
+
+    def same(got, want):  # polygons joined across block borders: same vertices, ring starts may differ
+        for g in (got, want):
+            g["geometry"] = shapely.normalize(g.geometry.values)
+        assert_detections_equal(got, want, tolerance=0)
+
+    shutil.copy(landsat_cog, nginx.root / "landsat_spark.tif")  # its own name: its requests alone in the log
+    item = {
+        "type": "Feature", "stac_version": "1.0.0", "id": "landsat-spark", "geometry": None,
+        "properties": {"datetime": "2001-06-15T18:30:00Z"}, "links": [],
+        "assets": {"data": {"href": "landsat_spark.tif", "type": "image/tiff; application=geotiff", "roles": ["data"],
+                            "eo:bands": [{"common_name": "nir"}, {"common_name": "red"}, {"common_name": "green"}]}},
+    }
+    (nginx.root / "item_spark.json").write_text(json.dumps(item))
+    kw = dict(bands="nir=1,green=3")
+    want = gd.detect(str(landsat_cog), detector="water-expert-optical", progress=False, **kw)
+    url = f"{nginx.url}/landsat_spark.tif"
+    assert len(gds.plan([url], "water-expert-optical", block_rows=3, **kw)) > 1  # the URL's header read: blocks
+    got = gds.to_geopandas(gds.detect(spark, [url], "water-expert-optical", block_rows=3, **kw))
+    assert set(got.scene_id) == {"landsat_spark"}
+    same(got, want.assign(scene_id="landsat_spark"))
+    got = gds.to_geopandas(gds.detect(spark, f"{nginx.url}/item_spark.json", "water-expert-optical", block_rows=3))
+    assert set(got.scene_id) == {"landsat-spark"} and got["datetime"].notna().all()
+    same(got, want.assign(scene_id="landsat-spark"))
+    _, statuses = nginx.bytes_sent("landsat_spark.tif")
+    assert statuses and all(s == 206 for s in statuses)
+
+
 def test_resume_with_a_url(nginx, landsat_cog, tmp_path, capsys):
     from geodetect.cli import main
 
