@@ -214,3 +214,47 @@ def test_segmentation_scenes_split_in_blocks_equal_local(spark, write_raster):
     # the river, over 600 rows (13 blocks of one tile row), is one polygon; the lake keeps its island as a hole
     assert local.geometry.iloc[river].bounds[3] - local.geometry.iloc[river].bounds[1] > 0.005
     assert any(len(p.interiors) for p in local.geometry.values if p.geom_type == "Polygon")
+
+
+@pytest.mark.slow
+def test_sql_block_form_spreads_blocks_and_equals_gd_detect(spark, write_raster):
+    """geodetect_units -> geodetect_blocks -> geodetect_detect in SQL: the units of gds.plan, each run in a partition
+    of its own (spread over tasks), a river over every block and a lake across a block border joined into one polygon
+    each; equal to gd.detect vertex for vertex (segmentation) and to 1e-9 (points)."""
+    lakes = [_lakes(write_raster, f"sqllake{i}.tif", 30 + i) for i in range(2)]
+    pts = [spots(write_raster, "sqlspots.tif", (300, 280), 60, 4)]
+    gds.register(spark, detectors=[BrightMask, BrightPoints])
+    for det, scenes, tol in ((BrightMask, lakes, 0.0), (BrightPoints, pts, 1e-9)):
+        name = det.spec.name
+        local = gd.detect(scenes, det, progress=False)
+        paths = ", ".join(f"('{p}')" for p in scenes)
+        spark.sql(f"CREATE OR REPLACE TEMP VIEW sql_scenes AS SELECT path FROM VALUES {paths} AS t(path)")
+        units = f"SELECT * FROM geodetect_units(TABLE(sql_scenes), '{name}', 2)"
+        planned = spark.sql(units).collect()
+        assert sorted((u.path, u.scene_id, u.r0, u.r1, u.block) for u in planned) == \
+            sorted(gds.plan(scenes, det, block_rows=2))
+        assert len(planned) >= 3 * len(scenes)  # really split
+        blocks = f"SELECT * FROM geodetect_blocks(TABLE({units}), '{name}')"
+        where = spark.sql(f"SELECT spark_partition_id() AS p, scene_id, block FROM ({blocks})").collect()
+        assert len({r.p for r in where}) >= 2  # the blocks ran in several tasks, not one
+        got = gds.to_geopandas(spark.sql(f"SELECT * FROM geodetect_detect(TABLE({blocks}), '{name}')"))
+        assert len(got) == len(local) > 0
+        if det is BrightMask:
+            for g in (got, local):  # same polygons, up to the order of vertices and rings
+                g["geometry"] = shapely.normalize(g.geometry.values)
+        assert_detections_equal(got, local, tolerance=tol)
+    local_mask = gd.detect(lakes, BrightMask, progress=False)
+    river = local_mask.geometry.iloc[local_mask["area_m2"].idxmax()]
+    assert river.bounds[3] - river.bounds[1] > 0.005  # one polygon over many blocks
+
+
+def test_sql_block_form_refuses_bad_calls(spark):
+    gds.register(spark)
+    spark.sql("CREATE OR REPLACE TEMP VIEW bad_scenes AS SELECT path FROM VALUES ('a.tif') AS t(path)")
+    with pytest.raises(Exception, match="block_rows must be a constant integer"):
+        spark.sql("SELECT * FROM geodetect_units(TABLE(bad_scenes), 'sea-lion-counter', 0)").collect()
+    with pytest.raises(Exception, match="must be TABLE\\(units\\)"):
+        spark.sql("SELECT * FROM geodetect_blocks(TABLE(bad_scenes), 'sea-lion-counter')").collect()
+    with pytest.raises(Exception, match="holds work units"):
+        spark.sql("SELECT * FROM geodetect_detect(TABLE(SELECT * FROM geodetect_units(TABLE(bad_scenes), "
+                  "'sea-lion-counter')), 'sea-lion-counter')").collect()
