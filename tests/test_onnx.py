@@ -209,31 +209,160 @@ def test_cli_export_refuses_what_is_not_a_network(capsys):
     assert "--onnx" in capsys.readouterr().err
 
 
-def test_pytorch_model_exported_to_onnx_runs_the_same_way(tmp_path, rgb_scene):
-    torch = pytest.importorskip(
-        "torch", reason="PyTorch is not installed: PyPI's torch wheel for Linux pulls ~3 GB of CUDA packages and "
-                        "fails to import without them, so CI does not install it (pip install torch to run this)")
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 2, 1),
-                              torch.nn.Softmax(dim=1)).eval()
-    path = tmp_path / "seg.onnx"
-    torch.onnx.export(net, (torch.rand(1, 3, 64, 64),), str(path), input_names=["tiles"], output_names=["probs"],
-                      dynamic_axes={"tiles": {0: "n"}, "probs": {0: "n"}}, opset_version=17, dynamo=False)
-    spec = DetectorSpec(name="torch-seg", version="0.1.0", task=Task.SEGMENTATION, classes=("a", "b"),
-                        bands=("red", "green", "blue"), tile_size=64, overlap=8, scaling=(0.0, 255.0))
-    doc = write_mlm(tmp_path / "seg.json", spec=spec, onnx_file=path, input_shape=[-1, 3, 64, 64],
-                    input_dim_order=["batch", "channel", "height", "width"], result_shape=[-1, 2, 64, 64],
-                    result_dim_order=["batch", "class", "height", "width"], tasks=["semantic-segmentation"],
-                    framework="PyTorch")
-    cls = detector_class(doc)
-    check_detector(cls)
-    x = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
+# ------------------------------------------------------------------ a model written in PyTorch, exported to ONNX
+# scripts/export_torch_example.py (run where torch is installed) wrote tests/data/torch_example/: two networks written
+# in PyTorch exported with torch.onnx, their MLM documents, and torch's own outputs on fixed tiles (reference.npz).
+# These tests need no torch: they run the committed ONNX files as MLM detectors and compare with torch's outputs.
+
+TORCH_EXAMPLE = Path(__file__).parent / "data" / "torch_example"
+#: torch (CPU) and onnxruntime compute the same float32 graph with different kernels: probabilities and scores
+#: agree to ~1e-7 here; 1e-5 leaves room for other CPUs and library versions
+TORCH_ATOL = 1e-5
+
+
+def _torch_reference() -> dict:
+    with np.load(TORCH_EXAMPLE / "reference.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def _assert_probs_match(got: np.ndarray, want: np.ndarray) -> None:
+    """Mask probabilities (N, H, W, C) against torch's (N, C, H, W)."""
+    np.testing.assert_allclose(got, want.transpose(0, 2, 3, 1), rtol=0, atol=TORCH_ATOL)
+
+
+def _assert_points_match(got: list, want: np.ndarray, threshold: float) -> None:
+    """geodetect Points per tile against torch's (N, K, 4) rows [col, row, score, class] scoring >= threshold."""
+    assert len(got) == len(want)
+    for pts, rows in zip(got, want):
+        rows = rows[rows[:, 2] >= threshold]
+        assert len(pts.xy) == len(rows) > 0, (len(pts.xy), len(rows))
+        np.testing.assert_array_equal(pts.xy, rows[:, :2])  # pixel centres from TopK indices: exact
+        np.testing.assert_allclose(pts.scores, rows[:, 2], rtol=0, atol=TORCH_ATOL)
+        np.testing.assert_array_equal(pts.class_ids, rows[:, 3].astype(int))
+
+
+def _run_example(name: str, ref: dict) -> list:
+    """The committed MLM + ONNX as a detector, on the recorded tiles scaled as the host scales them."""
+    cls = detector_class(TORCH_EXAMPLE / f"{name}.json")
     inst = cls()
     inst.ensure_loaded()
-    want = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).detach().numpy().transpose(0, 2, 3, 1)
-    got = np.stack([m.probs for m in inst.predict(x)])
-    np.testing.assert_allclose(got, want, atol=1e-5)
-    assert len(gd.detect(rgb_scene, cls, bands="1,2,3", progress=False)) > 0
+    if name == "segmenter":  # host scaling "none": the detector applies the MLM's per-band z-score itself
+        return inst.predict(ref["seg_tiles"].astype(np.float32))
+    return inst.predict(ref["spot_tiles"].astype(np.float32) * np.float32(1 / 255))  # MLM min-max 0..255, by the host
+
+
+def test_pytorch_example_files_match_their_mlm_checksums():
+    import hashlib
+
+    for name in ("segmenter", "spots"):
+        doc = json.loads((TORCH_EXAMPLE / f"{name}.json").read_text())
+        asset = doc["assets"]["model"]
+        data = (TORCH_EXAMPLE / asset["href"]).read_bytes()
+        assert asset["file:checksum"] == "1220" + hashlib.sha256(data).hexdigest(), name
+        assert asset["file:size"] == len(data) < 64 * 1024
+        assert doc["properties"]["mlm:framework"] == "PyTorch"
+        assert onnx.load_from_string(data).producer_name == "pytorch"  # made by torch.onnx, not by hand
+
+
+@pytest.mark.parametrize("name", ["segmenter", "spots"])
+def test_pytorch_model_exported_to_onnx_runs_the_same_way(name):
+    """The ONNX files torch exported, run as MLM detectors, give torch's recorded outputs on the recorded tiles."""
+    cls = detector_class(TORCH_EXAMPLE / f"{name}.json")
+    check_detector(cls)
+    ref = _torch_reference()
+    got = _run_example(name, ref)
+    if name == "segmenter":
+        assert cls.spec.scaling == "none" and len(cls.mlm.band_scaling) == 3  # MLM per-band z-score
+        _assert_probs_match(np.stack([m.probs for m in got]), ref["seg_probs"])
+        assert 0.2 < (ref["seg_probs"][:, 1] > 0.5).mean() < 0.8  # both classes present: not a trivial mask
+    else:
+        _assert_points_match(got, ref["spot_points"], cls.mlm.score_threshold)
+        for pts, centres in zip(got, ref["spot_centres"]):  # the spots found are the ones planted
+            centres = centres[~np.isnan(centres[:, 0])]
+            assert sorted(map(tuple, pts.xy)) == sorted(map(tuple, centres))
+
+
+def test_pytorch_comparison_fails_on_a_perturbed_reference():
+    """The comparisons above can fail: a reference off by 1e-4 at one pixel, or one point moved by one pixel."""
+    ref = _torch_reference()
+    probs = ref["seg_probs"].copy()
+    probs[1, 0, 10, 20] += 1e-4
+    with pytest.raises(AssertionError):
+        _assert_probs_match(np.stack([m.probs for m in _run_example("segmenter", ref)]), probs)
+    rows = ref["spot_points"].copy()
+    rows[0, 0, 0] += 1.0
+    with pytest.raises(AssertionError):
+        _assert_points_match(_run_example("spots", ref), rows, 0.5)
+
+
+def test_pytorch_example_through_gd_detect_is_georeferenced(write_raster):
+    """One-tile scenes made of the recorded tiles: gd.detect's polygons cover exactly the pixels torch gives class b,
+    and its points lie at the map positions of torch's pixel coordinates."""
+    import rasterio.features
+    from affine import Affine
+
+    ref = _torch_reference()
+    t = Affine(0.5, 0.0, 551_000.0, 0.0, -0.5, 4_182_000.0)  # UTM 10N, 0.5 m pixels
+    seg = write_raster(ref["seg_tiles"][1].transpose(2, 0, 1), name="seg.tif", transform=t, photometric="RGB")
+    dets = gd.detect(seg, detector_class(TORCH_EXAMPLE / "segmenter.json"), progress=False)  # bands by name: RGB
+    assert dets.crs.to_epsg() == 4326 and set(dets.class_name) == {"a", "b"}
+    b = dets[dets.class_name == "b"].to_crs(32610)
+    got = rasterio.features.rasterize(((g, 1) for g in b.geometry), out_shape=(64, 64), transform=t, dtype="uint8")
+    want = ref["seg_probs"][1].argmax(axis=0) == 1
+    assert np.abs(ref["seg_probs"][1, 1] - 0.5).min() > 1e-4  # no pixel so close to a tie that round-off may flip it
+    np.testing.assert_array_equal(got.astype(bool), want)
+    assert b.geometry.area.sum() == pytest.approx(want.sum() * 0.25, rel=1e-9)  # 0.25 m2 pixels of the UTM grid
+    assert b.area_m2.sum() == pytest.approx(want.sum() * 0.25, rel=2e-3)  # on the ground: UTM's scale is 1 +- 0.1 %
+    spots = write_raster(ref["spot_tiles"][1].transpose(2, 0, 1), name="spots.tif", transform=t, photometric="RGB")
+    dets = gd.detect(spots, detector_class(TORCH_EXAMPLE / "spots.json"), progress=False).to_crs(32610)
+    rows = ref["spot_points"][1]
+    rows = rows[rows[:, 2] >= 0.5]
+    want_xy = np.array([t * (c, r) for c, r in rows[:, :2]])  # pixel coordinates (col + 0.5, row + 0.5) on the map
+    order = np.lexsort((dets.geometry.x, dets.geometry.y))
+    worder = np.lexsort((want_xy[:, 0], want_xy[:, 1]))
+    np.testing.assert_allclose(np.c_[dets.geometry.x, dets.geometry.y][order], want_xy[worder], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(dets.score.to_numpy()[order], rows[worder, 2], rtol=0, atol=TORCH_ATOL)
+
+
+def _torch_python() -> list[str] | None:
+    """How to run the export script: this interpreter when it has torch, else $GEODETECT_TORCH_PYTHON."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("torch") is not None:
+        return [sys.executable]
+    env = os.environ.get("GEODETECT_TORCH_PYTHON")
+    return [env] if env else None
+
+
+def test_pytorch_example_recording_is_what_the_script_makes(tmp_path):
+    """Where torch is installed, the script run again gives the committed recording: the same tiles, torch's outputs
+    and the new ONNX files' outputs equal to the committed ones (so the recording cannot go stale unnoticed)."""
+    import subprocess
+
+    from geodetect.onnx import session_for
+
+    python = _torch_python()
+    if python is None:
+        pytest.skip("torch is not installed: PyPI's torch wheel for Linux pulls ~3 GB of CUDA packages, so CI does not "
+                    "install it; set GEODETECT_TORCH_PYTHON to a Python with torch and onnx to run this")
+    script = Path(__file__).parents[1] / "scripts" / "export_torch_example.py"
+    subprocess.run(python + [str(script), "--out", str(tmp_path)], check=True, capture_output=True)
+    old, new = _torch_reference(), dict(np.load(tmp_path / "reference.npz"))
+    assert sorted(old) == sorted(new)
+    for k in ("seg_tiles", "spot_tiles", "spot_centres"):
+        np.testing.assert_array_equal(new[k], old[k])
+    np.testing.assert_allclose(new["seg_probs"], old["seg_probs"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(new["spot_points"], old["spot_points"], rtol=0, atol=1e-6)
+    for name, key in (("segmenter", "seg_tiles"), ("spots", "spot_tiles")):
+        x = np.ascontiguousarray(old[key].transpose(0, 3, 1, 2), np.float32) / np.float32(255)
+        a, b = session_for(TORCH_EXAMPLE / f"{name}.onnx"), session_for(tmp_path / f"{name}.onnx")
+        np.testing.assert_allclose(b.run(None, {"tiles": x})[0], a.run(None, {"tiles": x})[0], rtol=0, atol=1e-6)
+        d_old, d_new = (json.loads(p.read_text()) for p in (TORCH_EXAMPLE / f"{name}.json", tmp_path / f"{name}.json"))
+        for d in (d_old, d_new):  # the ONNX bytes may differ between torch versions; the rest of the document may not
+            d["assets"]["model"].pop("file:checksum")
+            d["assets"]["model"].pop("file:size")
+        assert d_new == d_old
 
 
 # ------------------------------------------------------------------ built-in Keras detectors exported to ONNX
