@@ -1,5 +1,6 @@
 """A real SQL client: a Spark Thrift server started on 127.0.0.1 from the test session (geodetect and Sedona
-registered), queried over JDBC with the `beeline` that ships inside pyspark: detection, a Sedona join, group by."""
+registered), queried over JDBC with the `beeline` that ships inside pyspark: detection, a Sedona join, group by;
+the tile-level RS_DETECT_BBOXES; the block form of the table functions, equal to gd.detect."""
 
 import os
 import socket
@@ -64,7 +65,11 @@ def test_thrift_server_and_beeline_run_detection_join_and_group_by(spark, tmp_pa
                  "GROUP BY 1, 2 ORDER BY 1, 2;\n"
                  "SELECT class_name AS tile_class, count(*) AS tile_n FROM (SELECT inline(arrays_zip(r.bboxes_wkt, "
                  "r.class_names)) AS (wkt, class_name) FROM (SELECT RS_DETECT_BBOXES('sea-lion-counter', tile) AS r "
-                 "FROM thrift_tiles)) GROUP BY 1 ORDER BY 1;\n")
+                 "FROM thrift_tiles)) GROUP BY 1 ORDER BY 1;\n"
+                 # big scenes spread in blocks of one tile row: the three chained table functions
+                 "SELECT class_name AS block_class, count(*) AS block_n FROM geodetect_detect(TABLE(SELECT * FROM "
+                 "geodetect_blocks(TABLE(SELECT * FROM geodetect_units(TABLE(thrift_scenes), 'sea-lion-counter', 1)), "
+                 "'sea-lion-counter')), 'sea-lion-counter') GROUP BY 1 ORDER BY 1;\n")
         beeline = os.path.join(os.path.dirname(pyspark.__file__), "bin", "beeline")
         env = {**os.environ, "SPARK_HOME": os.path.dirname(pyspark.__file__)}
         out = subprocess.run([beeline, "-u", f"jdbc:hive2://127.0.0.1:{port}/default", "-n", "geodetect",
@@ -78,5 +83,9 @@ def test_thrift_server_and_beeline_run_detection_join_and_group_by(spark, tmp_pa
     second = lines.index("tile_class,tile_n")
     got = {(a, b): int(n) for a, b, n in (ln.split(",") for ln in lines[1:second])}
     assert got == {k: int(v) for k, v in want.items()} and sum(got.values()) > 0
-    got_tiles = {a: int(n) for a, n in (ln.split(",") for ln in lines[second + 1:])}
+    third = lines.index("block_class,block_n")
+    got_tiles = {a: int(n) for a, n in (ln.split(",") for ln in lines[second + 1:third])}
     assert got_tiles == tile_counts and sum(got_tiles.values()) > 0
+    assert len(gds.plan(rooks, "sea-lion-counter", block_rows=1)) > len(rooks)  # the block form really split them
+    got_blocks = {a: int(n) for a, n in (ln.split(",") for ln in lines[third + 1:])}
+    assert got_blocks == {c: int(k) for c, k in local.groupby("class_name").size().items()}
