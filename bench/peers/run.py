@@ -369,6 +369,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2048^2 throughput scene instead of 6000^2")
     ap.add_argument("--peers", nargs="+", default=["torchgeo", "geoai"], choices=["torchgeo", "geoai"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--size", nargs="+", metavar="PEER=PIXELS", help="another scene side for a peer (e.g. geoai=2048)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds a side may run before it is stopped")
     ap.add_argument("--json", default=str(HERE / "results.json"))
     ap.add_argument("--workdir", default=None, help="scenes and models (default: a temporary folder)")
@@ -387,9 +388,12 @@ def main() -> None:
     wd = Path(args.workdir or tempfile.mkdtemp(prefix="geodetect-peers-"))
     wd.mkdir(parents=True, exist_ok=True)
     size = 2048 if args.quick else 6000
-    big = wd / f"scene{size}.tif"
-    if not big.exists():
-        big_scene(big, size)
+    sizes = {peer: size for peer in args.peers}
+    for item in args.size or []:
+        peer, _, n = item.partition("=")
+        if peer not in sizes or not n.isdigit():
+            raise SystemExit(f"--size {item!r}: write PEER=PIXELS for one of {', '.join(sizes)}")
+        sizes[peer] = int(n)
     seam, objs = seam_scene(wd / "seams.tif")
     mpx = size * size / 1e6
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
@@ -398,7 +402,11 @@ def main() -> None:
                "scene_mpx": mpx, "seam_scene": f"{SEAM_SIZE}x{SEAM_SIZE}", "peers": {}}
     for peer in args.peers:
         try:
-            results["peers"][peer] = run_peer(peer, wd, big, seam, objs, mpx, args.threads, args.timeout)
+            big = wd / f"scene{sizes[peer]}.tif"
+            if not big.exists():
+                big_scene(big, sizes[peer])
+            results["peers"][peer] = run_peer(peer, wd, big, seam, objs, sizes[peer] ** 2 / 1e6, args.threads,
+                                              args.timeout)
         except Exception as exc:  # noqa: BLE001 - one peer failing must not lose the others' figures
             results["peers"][peer] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -418,7 +426,7 @@ def run_peer(peer, wd, big, seam, objs, mpx, threads, timeout) -> dict:
     write_model_mlm(peer, wd / f"{peer}.onnx", wd / f"{peer}-mlm.json")
     (wd / f"{peer}.json").write_text(json.dumps({"seed": seed}))
     ref = reference_mask(net, seam)
-    row = {"seed": seed, "network": type(net).__name__, "calibration": cal}
+    row = {"seed": seed, "network": type(net).__name__, "calibration": cal, "scene_mpx": mpx}
     for side in ("peer", "geodetect"):
         ext = "gpkg" if side == "geodetect" else "tif"
         load = os.getloadavg()[0]
@@ -440,13 +448,17 @@ def run_peer(peer, wd, big, seam, objs, mpx, threads, timeout) -> dict:
 def print_table(results: dict) -> None:
     hdr = ("peer", "side", "Mpx/s", "peak RSS MB", "px != ref", "known split/dup", "missing", "extra objects",
            "CRS max err px", "<= 0.5 px")
-    print(f"\n{results['scene_mpx']:.1f} Mpx scene, tile {results['tile']}, overlap {results['overlap']}, "
+    mp = ", ".join(f"{r.get('scene_mpx', 0):.1f}" for r in results["peers"].values())
+    print(f"\nscenes of {mp} Mpx, tile {results['tile']}, overlap {results['overlap']}, "
           f"{results['threads']} threads; seams on a {results['seam_scene']} scene")
     print(" | ".join(hdr))
     for peer, row in results["peers"].items():
         for side in ("peer", "geodetect"):
             f = row.get(side, {})
             s = f.get("seams", {})
+            if "error" in row:
+                print(f"{peer} | error: {row['error']}")
+                break
             cells = (peer, side if side == "geodetect" else peer,
                      f"{f['mpx_per_s']:.3f}" if "mpx_per_s" in f else f.get("big", {}).get("error", "-"),
                      f"{f['peak_rss_mb']:.0f}" if "peak_rss_mb" in f else "-",
