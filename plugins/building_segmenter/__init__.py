@@ -18,11 +18,11 @@ import numpy as np
 
 from geodetect.plugins import Detector, DetectorSpec, Mask, Task
 
-__all__ = ["BuildingSegmenter", "WEIGHTS", "WEIGHTS_SHA256"]
+__all__ = ["BuildingSegmenter", "WEIGHTS", "WEIGHTS_SHA256", "tta_model"]
 
 WEIGHTS = Path(__file__).resolve().parent / "building_segmenter.keras"
-#: probability threshold, chosen on the validation images by train.py (the highest validation IoU)
-THRESHOLD = 0.3
+#: probability threshold of the 8-view mean, chosen on the validation images by tune_val.py (val_sweep.json)
+THRESHOLD = 0.35
 WEIGHTS_SHA256 = "cca29d817fc4f273a2121204dd53630a268e382c1d3e164656de6cccf1dbe525"
 
 
@@ -31,7 +31,7 @@ class BuildingSegmenter(Detector):
 
     spec = DetectorSpec(
         name="building-segmenter",
-        version="0.2.0",
+        version="0.3.0",
         task=Task.SEGMENTATION,
         classes=("building",),
         bands=("red", "green", "blue"),
@@ -47,7 +47,7 @@ class BuildingSegmenter(Detector):
         # to 2 m by the host; coarser than 2.5 m would be blown up to pixels the model never saw
         gsd_range=(0.25, 2.5),
         threshold=THRESHOLD,
-        min_polygon_px=2,  # 8 m² at 2 m, applied by the host on the whole scene (min_area_m2 below)
+        min_polygon_px=0,  # keep every polygon (min_area_m2 below, chosen on validation by tune_val.py)
         description="buildings / built-up blocks in metre-class RGB satellite imagery (run at 2 m): the U-Net "
                     "thesis' modified U-Net, trained on real Dubai masks",
         licence="Apache-2.0",
@@ -56,12 +56,24 @@ class BuildingSegmenter(Detector):
 
     #: building polygons smaller than this (m² at the spec's 2 m) are dropped by the host, after the tiles
     #: are blended and polygons cut by tile and strip borders are joined (the spec's min_polygon_px); 0 keeps all
-    min_area_m2 = 8.0
+    min_area_m2 = 0.0
+
+    #: test-time augmentation inside the compiled model: the mean probability over this many views of each tile
+    #: (1: the tile as is; 4: the four flips; 8: the four flips of the tile and of its transpose, i.e. every
+    #: flip/rotation by 90 degrees), each mapped back to the tile's pixels. 8 was chosen on the validation images
+    #: by tune_val.py (val_sweep.json); ``-O tta=1`` runs each tile once, about 8 times faster
+    tta = 8
 
     def __init__(self, weights: str | Path | None = None, sha256: str | None = None, *,
-                 min_area_m2: float | None = None):
+                 min_area_m2: float | None = None, tta: int | None = None):
         self.weights = Path(weights) if weights is not None else WEIGHTS
         self.sha256 = sha256 if sha256 is not None else self.spec.weights_sha256
+        if tta is not None:
+            from geodetect.errors import ConfigError
+
+            if str(tta) not in ("1", "4", "8"):
+                raise ConfigError(f"building-segmenter: tta must be 1, 4 or 8 (views averaged per tile), got {tta!r}")
+            self.tta = int(tta)
         if min_area_m2 is not None:
             from dataclasses import replace
 
@@ -71,13 +83,20 @@ class BuildingSegmenter(Detector):
                 raise ConfigError(f"building-segmenter: min_area_m2 must be >= 0, got {min_area_m2!r}")
             self.min_area_m2 = float(min_area_m2)
             self.spec = replace(type(self).spec, min_polygon_px=int(round(self.min_area_m2 / type(self).spec.gsd_m**2)))
-        self._model = None
+        self._model = None  # the Keras model predict runs: the network, or its test-time augmentation (tta_model)
+        self._net = None  # the network itself
         self._run = None
 
     def load(self) -> None:
         from geodetect.plugins.weights import compiled_keras_model
 
-        self._model, self._run = compiled_keras_model(self.weights, self.sha256, detector=self.spec.name)
+        self._net, self._run = compiled_keras_model(self.weights, self.sha256, detector=self.spec.name)
+        self._model = self._net
+        if self.tta > 1:
+            from geodetect.plugins.weights import import_tensorflow
+
+            self._model = model = tta_model(self._net, self.tta)
+            self._run = import_tensorflow().function(lambda x: model(x, training=False), reduce_retracing=True)
 
     def input_channels(self) -> int | None:
         return None if self._model is None else int(self._model.input_shape[-1])
@@ -97,5 +116,32 @@ class BuildingSegmenter(Detector):
 
     def __getstate__(self):  # picklable for Spark: the model is loaded again on the worker
         state = dict(self.__dict__)
-        state.update(_model=None, _run=None, _geodetect_loaded=False)
+        state.update(_model=None, _net=None, _run=None, _geodetect_loaded=False)
         return state
+
+
+
+def tta_model(net, views: int):
+    """A Keras model sharing ``net``'s weights: the mean of its probabilities over ``views`` (4 or 8) views of a tile.
+
+    4: the tile as is, flipped left-right, up-down and both; 8: the same four on the tile's transpose too
+    (every flip and 90-degree rotation; tiles need not be square). Each view's output is flipped (and
+    transposed) back before the mean, so it lines up with the tile's pixels. Being a Keras model, it is
+    what ``predict`` compiles and what ``geodetect detectors export --onnx`` traces.
+    """
+    from geodetect.plugins.weights import import_tensorflow
+
+    keras = import_tensorflow().keras
+    ops = keras.ops
+
+    def four(x):
+        return [net(x),
+                ops.flip(net(ops.flip(x, 2)), 2),
+                ops.flip(net(ops.flip(x, 1)), 1),
+                ops.flip(ops.flip(net(ops.flip(ops.flip(x, 1), 2)), 2), 1)]
+
+    inp = keras.Input((None, None, int(net.input_shape[-1])), name="tiles")
+    outs = four(inp)
+    if views == 8:
+        outs += [ops.transpose(o, (0, 2, 1, 3)) for o in four(ops.transpose(inp, (0, 2, 1, 3)))]
+    return keras.Model(inp, ops.mean(ops.stack(outs, axis=0), axis=0), name=f"{net.name}_tta{views}")

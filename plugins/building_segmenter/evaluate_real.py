@@ -104,7 +104,8 @@ def evaluate(root, splits=("val", "test"), *, batch_size: int = 8, threads: int 
     spec = det.spec
     out = {"data": "buildings-dubai (Humans in the Loop, MBRSC imagery, CC0)", "declared_gsd_m": D.DUBAI_GSD_M,
            "spec": {"gsd_m": spec.gsd_m, "gsd_range": list(spec.gsd_range), "tile_size": spec.tile_size,
-                    "overlap": spec.overlap, "threshold": spec.threshold, "min_polygon_px": spec.min_polygon_px},
+                    "overlap": spec.overlap, "threshold": spec.threshold, "min_polygon_px": spec.min_polygon_px,
+                    "tta_views": det.tta},
            "weights_sha256": det.sha256, "threads": threads, "batch_size": batch_size,
            "split_rule": {"test": list(D.TEST_PARTS), "val": list(D.VAL_PARTS), "train": "the other parts"}}
     out["gsd_evidence"] = {"road_width_px_per_tile": D.road_widths_px(root),
