@@ -10,7 +10,7 @@ Every tile *owns* a region of the grid (see :mod:`geodetect.io.tiling`).
   one seen more centrally in its tile is reported.
 * Masks: probabilities are blended in overlaps (the owning tile dominates);
   the blend is kept in memory or, for big scenes, on disk, and polygonised in
-  strips of rows; polygons cut by strip borders are joined again (``rasterio.features.shapes``).
+  strips of rows (:mod:`geodetect.outlines`); polygons cut by strip borders are joined again.
 * Labels: one label per tile, its footprint the tile's owned region, so
   footprints never overlap.
 
@@ -263,6 +263,8 @@ class MaskMosaic:
         from rasterio.windows import Window
         from scipy import ndimage
 
+        from .outlines import outline_polygons
+
         acc = self._acc.read(window=Window(0, r0 - self._y0, self.width, h))  # in memory: a view of final rows
         wsum = np.maximum(acc[-1], np.float32(1e-30))  # no weight -> sums are 0 -> probability 0
         p = acc[:-1]
@@ -276,34 +278,24 @@ class MaskMosaic:
             pbest = np.take_along_axis(p, best[None], axis=0)[0]
             cls = np.where(pbest >= self.threshold, best + 1, 0).astype(np.uint8)
             present = np.flatnonzero(np.bincount(cls.ravel(), minlength=256)[1:]) + 1
-        pts, ring_len, ring_poly, labels, classes = [], [], [], [], []  # all outlines, built at once below
-        cnts, means = [], []
+        geoms, classes, cnts, means = [], [], [], []
         for c in present:
             on = cls.view(bool) if len(p) == 1 else cls == c
             lab, n = ndimage.label(on)
             idx = np.flatnonzero(on)  # statistics over the class's own pixels only: often a small part
             lab_on = lab.ravel()[idx]
             cnt = np.bincount(lab_on, minlength=n + 1)[1:].astype(np.float64)
-            offset = sum(len(x) for x in cnts)  # of this class's components in the concatenated statistics
             cnts.append(cnt)
             means.append(np.bincount(lab_on, weights=pbest.ravel()[idx], minlength=n + 1)[1:] / np.maximum(cnt, 1))
-            for k, rings in _component_outlines(lab, on, n, r0):
-                for ring in rings:
-                    pts.extend(ring)
-                    ring_len.append(len(ring))
-                    ring_poly.append(len(labels))
-                labels.append(offset + k)
-                classes.append(int(c) - 1)
-        if not labels:
+            geoms.append(outline_polygons(lab, n, row0=r0))
+            classes.append(np.full(n, int(c) - 1, np.int64))
+        if not geoms or not sum(len(g) for g in geoms):
             empty = np.zeros(0)
             return np.zeros(0, dtype=object), empty.astype(np.int64), empty, empty, empty.astype(bool)
-        rings = shapely.linearrings(np.asarray(pts, np.float64), indices=np.repeat(np.arange(len(ring_len)), ring_len))
-        geoms = shapely.polygons(rings, indices=np.asarray(ring_poly))
-        labels = np.asarray(labels)
+        geoms = np.concatenate(geoms)
         bounds = shapely.bounds(geoms)
         edge = ((r0 > 0) & (bounds[:, 1] <= r0)) | ((r0 + h < self.height) & (bounds[:, 3] >= r0 + h))
-        return (geoms, np.asarray(classes, np.int64), np.concatenate(means)[labels], np.concatenate(cnts)[labels],
-                edge)
+        return geoms, np.concatenate(classes), np.concatenate(means), np.concatenate(cnts), edge
 
     #: pixels per strip: bounds the memory of polygonising (accumulator + labels) whatever the scene's width
     STRIP_PIXELS = 2**25
@@ -363,34 +355,6 @@ def _tile_weight(h: int, r_lo: int, r_hi: int, w: int, c_lo: int, c_hi: int) -> 
     out = np.outer(_ramp(h, r_lo, r_hi), _ramp(w, c_lo, c_hi))
     out.flags.writeable = False
     return out
-
-
-#: GDAL polygonize costs about this many pixels' worth of time per call (measured: 0.26 ms vs 12 ns/px)
-_POLYGONIZE_CALL_PX = 20_000
-
-
-def _component_outlines(lab: np.ndarray, on: np.ndarray, n: int, r0: int):
-    """(label index, GeoJSON rings) of each 4-connected component of a labelled strip, in grid pixels.
-
-    Polygonising scans every pixel it is given, so a few components in a big
-    strip (a lake, a river) are polygonised in their own bounding boxes; many
-    components are polygonised in one pass over the strip.
-    """
-    import rasterio.features
-    from affine import Affine
-    from scipy import ndimage
-
-    boxes = ndimage.find_objects(lab, max_label=n) if n * _POLYGONIZE_CALL_PX < lab.size else []
-    box_px = sum((s[0].stop - s[0].start) * (s[1].stop - s[1].start) for s in boxes)
-    if n * _POLYGONIZE_CALL_PX + box_px >= lab.size:
-        for g, v in rasterio.features.shapes(lab, mask=on, connectivity=4, transform=Affine.translation(0, r0)):
-            yield int(v) - 1, g["coordinates"]
-        return
-    for k, (rs, cs) in enumerate(boxes):
-        mine = lab[rs, cs] == k + 1
-        for g, _ in rasterio.features.shapes(mine.view(np.uint8), mask=mine, connectivity=4,
-                                             transform=Affine.translation(cs.start, r0 + rs.start)):
-            yield k, g["coordinates"]
 
 
 def join_pieces(geoms, cids, scores, npix, min_polygon_px: int = 0):

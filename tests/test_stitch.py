@@ -169,40 +169,6 @@ def test_mask_mosaic_on_disk_equals_in_memory(write_raster, monkeypatch):
     assert all(_same_shape(x, y) for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_component_outlines_same_in_boxes_and_whole_strip(monkeypatch, seed):
-    """Polygonising each component in its bounding box gives the outlines a pass over the whole strip gives."""
-    from scipy import ndimage
-
-    from geodetect import stitch
-
-    rng = np.random.default_rng(seed)
-    on = ndimage.binary_opening(ndimage.gaussian_filter(rng.random((300, 400)), 4) > 0.52)
-    on[100:104, 150:154] = True
-    on[101:103, 151:153] = False  # a component with a hole
-    lab, n = ndimage.label(on)
-    assert n > 5
-    box_px = sum((r.stop - r.start) * (c.stop - c.start) for r, c in ndimage.find_objects(lab))
-    assert box_px < lab.size  # so that the box-by-box path is the one taken below
-
-    def outlines():
-        got = {}
-        for k, rings in stitch._component_outlines(lab, on, n, 1000):
-            assert k not in got  # one polygon per component
-            got[k] = shapely.Polygon(rings[0], rings[1:])
-        return got
-
-    monkeypatch.setattr(stitch, "_POLYGONIZE_CALL_PX", 10**9)  # always the whole strip
-    whole = outlines()
-    monkeypatch.setattr(stitch, "_POLYGONIZE_CALL_PX", 0)  # always box by box
-    boxes = outlines()
-    assert sorted(whole) == sorted(boxes) == list(range(n))
-    for k in range(n):
-        assert whole[k].equals(boxes[k]), k
-        assert whole[k].area == (lab == k + 1).sum()  # pixel count: nothing lost at box edges
-        assert whole[k].bounds[1] >= 1000  # the strip's row offset is applied
-
-
 def test_strips_are_narrower_for_wide_scenes(monkeypatch):
     """Strip height shrinks with scene width, so polygonising memory does not grow with a wide scene."""
     from geodetect.stitch import MaskMosaic

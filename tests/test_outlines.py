@@ -1,0 +1,77 @@
+"""Vectorised outlines of labelled regions: the polygons GDAL's polygonize gives, valid, one per label."""
+
+import numpy as np
+import pytest
+import rasterio.features
+import shapely
+from affine import Affine
+from scipy import ndimage
+
+from geodetect.outlines import outline_polygons
+
+
+def _gdal(lab, n, row0=0, col0=0):
+    """Reference: GDAL polygonize (4-connected), one polygon per label."""
+    out = [None] * n
+    for g, v in rasterio.features.shapes(lab.astype(np.int32), mask=lab > 0, connectivity=4,
+                                         transform=Affine.translation(col0, row0)):
+        assert out[int(v) - 1] is None
+        out[int(v) - 1] = shapely.geometry.shape(g)
+    return out
+
+
+def _check(lab, n, row0=0, col0=0):
+    got = outline_polygons(lab, n, row0=row0, col0=col0)
+    assert len(got) == n
+    ref = _gdal(lab, n, row0, col0)
+    for k in range(n):
+        assert shapely.is_valid(got[k]), (k, shapely.is_valid_reason(got[k]))
+        assert got[k].area == (lab == k + 1).sum()  # whole pixels, nothing lost or added
+        assert got[k].equals(ref[k]), k
+    return got
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_regions_equal_gdal(seed):
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(5, 60, 2)
+    on = rng.random((h, w)) < rng.uniform(0.3, 0.7)  # speckle: many corner contacts and holes
+    if seed % 2:
+        on = ndimage.binary_opening(ndimage.gaussian_filter(rng.random((h, w)), 2) > 0.5) | (rng.random((h, w)) < 0.03)
+    lab, n = ndimage.label(on)
+    assert n > 0
+    _check(lab, n, row0=int(rng.integers(0, 5000)), col0=int(rng.integers(0, 50)))
+
+
+def test_holes_islands_and_corner_contacts():
+    on = np.zeros((12, 12), bool)
+    on[1:10, 1:10] = True
+    on[3:7, 3:7] = False  # a hole ...
+    on[4:6, 4:6] = True  # ... with an island (another region) in it
+    on[10, 10] = True  # touches the big region only at a corner: a region of its own
+    on[2, 2] = False  # a hole pixel ...
+    lab, n = ndimage.label(on)
+    assert n == 3
+    got = _check(lab, n)
+    big = got[lab[1, 1] - 1]
+    assert len(big.interiors) == 2
+
+
+def test_region_touching_itself_at_a_corner_is_valid():
+    """A ring of pixels whose inner pixel meets the outside at one corner: shell and hole touch there."""
+    on = np.array([[1, 1, 1, 0],
+                   [1, 0, 1, 0],
+                   [1, 1, 0, 0]], bool)
+    on = np.pad(on, 1)
+    lab, n = ndimage.label(on)
+    assert n == 1
+    (poly,) = _check(lab, n)
+    assert len(poly.interiors) == 1
+
+
+def test_labels_must_be_complete():
+    lab = np.zeros((4, 4), np.int32)
+    lab[1, 1] = 2  # label 1 missing
+    with pytest.raises(ValueError, match="1..n"):
+        outline_polygons(lab, 2)
+    assert len(outline_polygons(np.zeros((3, 3), np.int32), 0)) == 0
