@@ -5,6 +5,9 @@ one polygon per label whose edges follow the pixel edges, holes included. It giv
 ``rasterio.features.shapes(..., connectivity=4)`` gives, without one Python object per vertex:
 every boundary edge of every region is found, linked to the next one and ordered with numpy,
 so its cost grows with the length of the outlines, not with the number of regions.
+:class:`Outliner` does the same for an image given in strips of rows, with the labels of regions
+that continue across a strip border joined (so a lake crossing every strip is one polygon) and
+without the whole image in memory: only the outlines and the rows either side of each border.
 
 How a boundary is walked: each edge is directed with its region on the left; at the edge's end
 vertex, of the two pixels ahead, the walk turns right if the ahead-right one belongs to the
@@ -18,52 +21,58 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["outline_polygons"]
+__all__ = ["outline_polygons", "Outliner"]
 
 # directions: 0 east (+x), 1 south (+y, rows down), 2 west, 3 north; the region lies on the left,
 # left of direction d is d + 1 (mod 4) in these row-down coordinates
 _DX = np.array([1, 0, -1, 0], np.int64)
 _DY = np.array([0, 1, 0, -1], np.int64)
+# the four pixels around a vertex, as (row, column) offsets from the vertex in an image padded by one
+# pixel: NW (0, 0), NE (0, 1), SW (1, 0), SE (1, 1); the two ahead of an edge per direction:
+# ahead-left E: SE, S: SW, W: NW, N: NE; ahead-right E: NE, S: SE, W: SW, N: NW
+_AL_R, _AL_C = np.array([1, 1, 0, 0]), np.array([1, 0, 0, 1])
+_AR_R, _AR_C = np.array([0, 1, 1, 0]), np.array([1, 1, 0, 0])
 
 
-def _edges(lab: np.ndarray):
-    """Every directed boundary edge: (x0, y0 start vertex, direction, label), vertices on the pixel corners."""
-    p = np.pad(lab, 1)
+def _edges(p: np.ndarray, rows: range, vertical: bool = True):
+    """Directed boundary edges of a padded label image ``p``: horizontal ones on vertex rows ``rows``, and
+    (``vertical``) the vertical ones of every pixel row: (x0, y0 start vertex, direction, label)."""
     xs, ys, ds, ls = [], [], [], []
     # horizontal edges on vertex row i between columns j and j + 1: pixels above p[i, j+1], below p[i+1, j+1];
     # a region below gives an east edge from (j, i), one above a west edge from (j + 1, i)
-    above, below = p[:-1, 1:-1], p[1:, 1:-1]
+    above, below = p[rows.start:rows.stop, 1:-1], p[rows.start + 1:rows.stop + 1, 1:-1]
     i, j = np.nonzero(above != below)
-    a, b = above[i, j], below[i, j]
+    i += rows.start
+    a, b = p[i, j + 1], p[i + 1, j + 1]
     for side, direction, dx0, dy0 in ((b, 0, 0, 0), (a, 2, 1, 0)):
         k = side > 0
         xs.append(j[k] + dx0); ys.append(i[k] + dy0); ds.append(np.full(int(k.sum()), direction, np.int8)); ls.append(side[k])
     # vertical edges on vertex column j between rows i and i + 1: pixels left p[i+1, j], right p[i+1, j+1];
     # a region on the left gives a south edge from (j, i), one on the right a north edge from (j, i + 1)
-    left, right = p[1:-1, :-1], p[1:-1, 1:]
+    left, right = (p[1:-1, :-1], p[1:-1, 1:]) if vertical else (p[:0, :-1], p[:0, 1:])
     i, j = np.nonzero(left != right)
     a, b = left[i, j], right[i, j]
     for side, direction, dx0, dy0 in ((a, 1, 0, 0), (b, 3, 0, 1)):
         k = side > 0
         xs.append(j[k] + dx0); ys.append(i[k] + dy0); ds.append(np.full(int(k.sum()), direction, np.int8)); ls.append(side[k])
     return (np.concatenate(xs).astype(np.int64), np.concatenate(ys).astype(np.int64),
-            np.concatenate(ds).astype(np.int64), np.concatenate(ls)), p
+            np.concatenate(ds).astype(np.int64), np.concatenate(ls))
 
 
-def _successors(x0, y0, d, lab, p, width):
-    """Index of the edge that follows each edge along its region's outline."""
-    x1, y1 = x0 + _DX[d], y0 + _DY[d]
-    # the four pixels around vertex (x, y) in the padded image: NW p[y, x], NE p[y, x+1], SW p[y+1, x], SE p[y+1, x+1]
-    # ahead-left / ahead-right (row, col offsets) per direction: E: SE / NE, S: SW / SE, W: NW / SW, N: NE / NW
-    al_r, al_c = np.array([1, 1, 0, 0])[d], np.array([1, 0, 0, 1])[d]
-    ar_r, ar_c = np.array([0, 1, 1, 0])[d], np.array([1, 1, 0, 0])[d]
-    ahead_left = p[y1 + al_r, x1 + al_c] == lab
-    ahead_right = p[y1 + ar_r, x1 + ar_c] == lab
-    turn = np.where(ahead_right, 3, np.where(ahead_left, 0, 1))
+def _ahead(p: np.ndarray, x0, y0, d, row_offset: int = 0):
+    """Labels of the pixels ahead-left and ahead-right of each edge's end vertex; ``p`` is padded, and vertex
+    row y lies between its rows y - row_offset and y - row_offset + 1."""
+    x1, y1 = x0 + _DX[d], y0 + _DY[d] - row_offset
+    return p[y1 + _AL_R[d], x1 + _AL_C[d]], p[y1 + _AR_R[d], x1 + _AR_C[d]]
+
+
+def _successors(x0, y0, d, lab, al, ar, width):
+    """Index of the edge that follows each edge along its region's outline (see the module's rule)."""
+    turn = np.where(ar == lab, 3, np.where(al == lab, 0, 1))
     nd = (d + turn) % 4
     key = (y0 * (width + 1) + x0) * 4 + d
     order = np.argsort(key, kind="stable")
-    want = (y1 * (width + 1) + x1) * 4 + nd
+    want = ((y0 + _DY[d]) * (width + 1) + x0 + _DX[d]) * 4 + nd
     pos = np.searchsorted(key, want, sorter=order)
     nxt = order[np.minimum(pos, len(order) - 1)]
     if len(nxt) and not np.array_equal(key[nxt], want):  # every walk must find its next edge
@@ -98,23 +107,13 @@ def _walk_order(nxt):
     return order, rep[order]
 
 
-def outline_polygons(lab: np.ndarray, n: int, row0: float = 0.0, col0: float = 0.0) -> np.ndarray:
-    """Polygons of regions 1..n of a label image, in pixel coordinates offset by (col0, row0).
-
-    ``lab`` (h, w) integer labels, 0 off; each label must be present and 4-connected (as
-    ``scipy.ndimage.label`` gives). Returns an object array of n shapely Polygons, label k at k - 1.
-    """
+def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0) -> np.ndarray:
+    """Polygons of regions 1..n from their linked edges: label k at k - 1, shell first, then holes."""
     import shapely
 
-    lab = np.asarray(lab)
-    if n == 0:
-        return np.zeros(0, dtype=object)
-    (x0, y0, d, elab), p = _edges(lab)
-    nxt = _successors(x0, y0, d, elab, p, lab.shape[1])
     order, rep_s = _walk_order(nxt)
     d_s = d[order]
-    start = np.r_[True, rep_s[1:] != rep_s[:-1]]
-    first = np.flatnonzero(start)
+    first = np.flatnonzero(np.r_[True, rep_s[1:] != rep_s[:-1]])
     last = np.r_[first[1:], len(order)] - 1
     prev_d = np.r_[-1, d_s[:-1]]
     prev_d[first] = d_s[last]
@@ -125,7 +124,7 @@ def outline_polygons(lab: np.ndarray, n: int, row0: float = 0.0, col0: float = 0
     x1, y1 = x0 + _DX[d], y0 + _DY[d]
     reps, ring_idx = np.unique(ring_of, return_inverse=True)
     area2 = np.bincount(rep_s, weights=(x0 * y1 - x1 * y0)[order].astype(np.float64), minlength=len(nxt))[reps]
-    ring_label = elab[reps]
+    ring_label = lab[reps]
     ring_order = np.lexsort((area2 < 0, ring_label))  # per label: its shell first, then its holes
     rank = np.empty_like(ring_order)
     rank[ring_order] = np.arange(len(ring_order))
@@ -134,6 +133,120 @@ def outline_polygons(lab: np.ndarray, n: int, row0: float = 0.0, col0: float = 0
     coords = np.column_stack([x0[keep][by_ring] + col0, y0[keep][by_ring] + row0]).astype(np.float64)
     rings = shapely.linearrings(coords, indices=vert_ring[by_ring])
     labels_sorted = ring_label[ring_order]
-    if not np.array_equal(np.unique(labels_sorted), np.arange(1, n + 1)):
-        raise ValueError("outline_polygons: labels must be exactly 1..n")
+    shells = labels_sorted[np.r_[True, labels_sorted[1:] != labels_sorted[:-1]]]
+    if not np.array_equal(shells, np.arange(1, n + 1)) or int((area2 > 0).sum()) != n:
+        raise ValueError("outlines: labels must be exactly 1..n, each one 4-connected region")
     return shapely.polygons(rings, indices=labels_sorted - 1)
+
+
+def outline_polygons(lab: np.ndarray, n: int, row0: float = 0.0, col0: float = 0.0) -> np.ndarray:
+    """Polygons of regions 1..n of a label image, in pixel coordinates offset by (col0, row0).
+
+    ``lab`` (h, w) integer labels, 0 off; each label must be present and 4-connected (as
+    ``scipy.ndimage.label`` gives). Returns an object array of n shapely Polygons, label k at k - 1.
+    """
+    lab = np.asarray(lab)
+    if n == 0:
+        return np.zeros(0, dtype=object)
+    p = np.pad(lab, 1)
+    x0, y0, d, elab = _edges(p, range(0, lab.shape[0] + 1))
+    al, ar = _ahead(p, x0, y0, d)
+    nxt = _successors(x0, y0, d, elab, al, ar, lab.shape[1])
+    return _assemble(x0, y0, d, elab, nxt, n, row0, col0)
+
+
+class Outliner:
+    """Outlines of an image given strip by strip (top to bottom), regions joined across strip borders.
+
+    Each strip comes as region ids unique over the whole image (0 = off) and a class per id; regions
+    of one class that touch across a border (4-connected) become one. :meth:`finish` returns the
+    polygons of the joined regions and, for every id, the index of the region it became.
+    Memory: the boundary edges of all strips and two rows per border, never a whole image.
+    """
+
+    def __init__(self, width: int):
+        self.width = width
+        self._parts = []  # per strip: x0, y0, d, id, ahead-left id, ahead-right id (-1: on a border, set later)
+        self._borders = []  # (vertex row, ids of the row above, ids of the row below)
+        self._prev = None  # (row after the last strip, its last row of ids)
+
+    def add(self, ids: np.ndarray, row0: int) -> None:
+        """Region ids (h, w) of rows [row0, row0 + h); strips must follow each other without gaps."""
+        ids = np.asarray(ids)
+        h = ids.shape[0]
+        if self._prev is not None and self._prev[0] != row0:
+            raise ValueError(f"strips must follow each other: expected row {self._prev[0]}, got {row0}")
+        p = np.pad(ids, 1)
+        top = 0 if self._prev is None else 1  # horizontal edges on a border are made from both sides' rows later
+        x0, y0, d, lab = _edges(p, range(top, h))  # the last vertex row: with the next strip, or in finish()
+        al, ar = _ahead(p, x0, y0, d)
+        # an edge ending on this strip's first or last vertex row may see pixels of the next or previous strip
+        y1 = y0 + _DY[d]
+        pending = (y1 == h) | ((y1 == 0) & (top == 1))
+        al[pending] = -1
+        ar[pending] = -1
+        self._parts.append((x0.astype(np.int32), (y0 + row0).astype(np.int64), d.astype(np.int8), lab, al, ar))
+        if self._prev is not None:
+            self._borders.append((row0, self._prev[1], ids[0].copy()))
+        self._prev = (row0 + h, ids[-1].copy())
+
+    def finish(self, classes: np.ndarray):
+        """(polygons, region of each id): ``classes[i]`` is id i's class (``classes[0]`` unused).
+
+        Polygons are in pixel coordinates of the whole image; region r's polygon is at index r; ids
+        that were not seen map to -1.
+        """
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        if self._prev is not None:  # the image's last row: a border with nothing below
+            self._borders.append((self._prev[0], self._prev[1], np.zeros_like(self._prev[1])))
+            self._prev = None
+        n_ids = len(classes)
+        classes = np.asarray(classes)
+        a, b = [], []
+        for _, top, bottom in self._borders:  # regions of one class touching across a border are one
+            m = (top > 0) & (bottom > 0) & (classes[top] == classes[bottom])
+            a.append(top[m]); b.append(bottom[m])
+        a = np.concatenate(a) if a else np.zeros(0, np.int64)
+        b = np.concatenate(b) if b else np.zeros(0, np.int64)
+        _, comp = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n_ids, n_ids)), directed=False)
+        seen = np.zeros(n_ids, bool)
+        for part in self._parts:
+            seen[part[3]] = True
+        # regions numbered 1..m in the order of their smallest id; -1 for ids never seen (and 0, off)
+        first_id = np.full(n_ids, n_ids, np.int64)
+        np.minimum.at(first_id, comp[seen], np.flatnonzero(seen))
+        used = np.flatnonzero(first_id < n_ids)
+        region_of_comp = np.full(n_ids, -1, np.int64)
+        region_of_comp[used[np.argsort(first_id[used], kind="stable")]] = np.arange(len(used))
+        region = np.where(seen, region_of_comp[comp], -1)
+        region[0] = -1
+        root = np.where(region >= 0, region + 1, 0)  # 1..m for regions, 0 off
+        xs, ys, ds, ls, als, ars = (list(t) for t in zip(*self._parts)) if self._parts else ([], [], [], [], [], [])
+        ls = [root[v] for v in ls]
+        als = [np.where(v < 0, -1, root[np.maximum(v, 0)]) for v in als]
+        ars = [np.where(v < 0, -1, root[np.maximum(v, 0)]) for v in ars]
+        for row, top, bottom in self._borders:  # the border's own horizontal edges, in regions
+            two = np.pad(np.stack([root[top], root[bottom]]), 1)
+            x0, y0, d, lab = _edges(two, range(1, 2), vertical=False)
+            xs.append(x0.astype(np.int32)); ys.append(y0 - 1 + row); ds.append(d.astype(np.int8)); ls.append(lab)
+            als.append(np.full(len(x0), -1, np.int64)); ars.append(np.full(len(x0), -1, np.int64))
+        x0, y0, d, lab = (np.concatenate(v) for v in (xs, ys, ds, ls))
+        al, ar = np.concatenate(als), np.concatenate(ars)
+        x0, d = x0.astype(np.int64), d.astype(np.int64)
+        todo = al < 0
+        if todo.any():  # edges ending on a border row: the pixels ahead are in the rows either side of it
+            ends = y0[todo] + _DY[d[todo]]
+            rows = {row: np.pad(np.stack([root[top], root[bottom]]), 1) for row, top, bottom in self._borders}
+            t_al, t_ar = np.empty(int(todo.sum()), np.int64), np.empty(int(todo.sum()), np.int64)
+            idx = np.flatnonzero(todo)
+            for row, two in rows.items():
+                k = ends == row
+                t_al[k], t_ar[k] = _ahead(two, x0[idx[k]], y0[idx[k]], d[idx[k]], row_offset=row - 1)
+            al[idx], ar[idx] = t_al, t_ar
+        m = len(used)
+        if m == 0:
+            return np.zeros(0, dtype=object), region
+        nxt = _successors(x0, y0, d, lab, al, ar, self.width)
+        return _assemble(x0, y0, d, lab, nxt, m), region

@@ -257,13 +257,11 @@ class MaskMosaic:
         acc[-1] += weight
         self._acc.write(acc, window=win)
 
-    def _strip(self, r0: int, h: int):
-        """Polygons of rows [r0, r0 + h): (geometries, class ids, mean scores, pixel counts, cut by a border)."""
-        import shapely
+    def _strip(self, r0: int, h: int, next_id: int):
+        """Regions of rows [r0, r0 + h): (region ids from ``next_id`` on (0 = none), their classes, pixel counts,
+        score sums)."""
         from rasterio.windows import Window
         from scipy import ndimage
-
-        from .outlines import outline_polygons
 
         acc = self._acc.read(window=Window(0, r0 - self._y0, self.width, h))  # in memory: a view of final rows
         wsum = np.maximum(acc[-1], np.float32(1e-30))  # no weight -> sums are 0 -> probability 0
@@ -278,51 +276,65 @@ class MaskMosaic:
             pbest = np.take_along_axis(p, best[None], axis=0)[0]
             cls = np.where(pbest >= self.threshold, best + 1, 0).astype(np.uint8)
             present = np.flatnonzero(np.bincount(cls.ravel(), minlength=256)[1:]) + 1
-        geoms, classes, cnts, means = [], [], [], []
+        ids = np.zeros((h, self.width), np.int32 if next_id + cls.size < 2**31 else np.int64)
+        classes, cnts, sums = [], [], []
         for c in present:
             on = cls.view(bool) if len(p) == 1 else cls == c
             lab, n = ndimage.label(on)
             idx = np.flatnonzero(on)  # statistics over the class's own pixels only: often a small part
             lab_on = lab.ravel()[idx]
-            cnt = np.bincount(lab_on, minlength=n + 1)[1:].astype(np.float64)
-            cnts.append(cnt)
-            means.append(np.bincount(lab_on, weights=pbest.ravel()[idx], minlength=n + 1)[1:] / np.maximum(cnt, 1))
-            geoms.append(outline_polygons(lab, n, row0=r0))
+            ids.ravel()[idx] = lab_on + (next_id - 1)
+            next_id += n
+            cnts.append(np.bincount(lab_on, minlength=n + 1)[1:].astype(np.float64))
+            sums.append(np.bincount(lab_on, weights=pbest.ravel()[idx], minlength=n + 1)[1:])
             classes.append(np.full(n, int(c) - 1, np.int64))
-        if not geoms or not sum(len(g) for g in geoms):
-            empty = np.zeros(0)
-            return np.zeros(0, dtype=object), empty.astype(np.int64), empty, empty, empty.astype(bool)
-        geoms = np.concatenate(geoms)
-        bounds = shapely.bounds(geoms)
-        edge = ((r0 > 0) & (bounds[:, 1] <= r0)) | ((r0 + h < self.height) & (bounds[:, 3] >= r0 + h))
-        return geoms, np.concatenate(classes), np.concatenate(means), np.concatenate(cnts), edge
+        cat = (lambda v, t: np.concatenate(v) if v else np.zeros(0, t))
+        return ids, cat(classes, np.int64), cat(cnts, np.float64), cat(sums, np.float64)
 
     #: pixels per strip: bounds the memory of polygonising (accumulator + labels) whatever the scene's width
     STRIP_PIXELS = 2**25
 
     def polygons(self, strip_rows: int | None = None):
-        """Polygons in grid pixels: (geometries, class_ids, scores)."""
+        """Polygons in grid pixels: (geometries, class_ids, scores).
+
+        Rows are labelled strip by strip; :class:`geodetect.outlines.Outliner` joins regions across strip
+        borders in raster space and outlines each region once, however many strips it spans.
+        """
         import shapely
+
+        from .outlines import Outliner
 
         if strip_rows is None:
             strip_rows = max(256, min(2048, self.STRIP_PIXELS // max(1, self.width)))
         lo, hi = self.rows or (0, self.height)
+        outliner = Outliner(self.width)
+        classes, cnts, sums = [np.zeros(1, np.int64)], [np.zeros(1)], [np.zeros(1)]  # id 0: no region
+        next_id = 1
         try:
-            parts = [self._strip(r0, min(strip_rows, hi - r0)) for r0 in range(lo, hi, strip_rows)]
+            for r0 in range(lo, hi, strip_rows):
+                ids, c, n, s = self._strip(r0, min(strip_rows, hi - r0), next_id)
+                outliner.add(ids, r0)
+                next_id += len(c)
+                classes.append(c); cnts.append(n); sums.append(s)
         finally:
             self.cleanup()
-        geoms, cids, scores, npix, edge = (np.concatenate([p[i] for p in parts]) for i in range(5))
+        classes = np.concatenate(classes)
+        geoms, region = outliner.finish(classes)
+        seen = region >= 0
+        npix = np.bincount(region[seen], weights=np.concatenate(cnts)[seen], minlength=len(geoms))
+        scores = np.bincount(region[seen], weights=np.concatenate(sums)[seen], minlength=len(geoms)) / np.maximum(npix, 1)
+        cids = np.zeros(len(geoms), np.int64)
+        cids[region[seen]] = classes[seen]
         if self.rows is not None:  # a block: what touches a border is joined later, with the other blocks' pieces
-            self.pieces = (geoms[edge], cids[edge].astype(np.int64), scores[edge].astype(np.float64),
-                           npix[edge].astype(np.float64))
-            geoms, cids, scores = geoms[~edge], cids[~edge], scores[~edge]
-        elif edge.any():
-            geoms, cids, scores = _join_across_strips(geoms, cids, scores, npix, edge)
+            b = shapely.bounds(geoms) if len(geoms) else np.zeros((0, 4))
+            edge = ((lo > 0) & (b[:, 1] <= lo)) | ((hi < self.height) & (b[:, 3] >= hi))
+            self.pieces = (geoms[edge], cids[edge], scores[edge].astype(np.float64), npix[edge].astype(np.float64))
+            geoms, cids, scores, npix = geoms[~edge], cids[~edge], scores[~edge], npix[~edge]
         if self.min_polygon_px and len(geoms):
-            big = shapely.area(geoms) >= self.min_polygon_px  # grid pixels: area = pixel count
+            big = npix >= self.min_polygon_px  # grid pixels: area = pixel count
             self.small_removed = int((~big).sum())
-            geoms, cids, scores = geoms[big], np.asarray(cids)[big], np.asarray(scores)[big]
-        return geoms, np.asarray(cids).astype(np.int64), np.asarray(scores).astype(np.float32)
+            geoms, cids, scores = geoms[big], cids[big], scores[big]
+        return geoms, cids, np.asarray(scores).astype(np.float32)
 
     def cleanup(self) -> None:
         """Remove the scratch files; safe to call twice."""

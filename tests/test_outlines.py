@@ -75,3 +75,57 @@ def test_labels_must_be_complete():
     with pytest.raises(ValueError, match="1..n"):
         outline_polygons(lab, 2)
     assert len(outline_polygons(np.zeros((3, 3), np.int32), 0)) == 0
+
+
+def _strip_ids(cls, bounds, ncls):
+    """Label each strip of a class map on its own, with ids unique over the image (as MaskMosaic does)."""
+    from geodetect.outlines import Outliner
+
+    h, w = cls.shape
+    out, classes, next_id = Outliner(w), [0], 1
+    for r0, r1 in zip(bounds[:-1], bounds[1:]):
+        ids = np.zeros((r1 - r0, w), np.int64)
+        for c in range(1, ncls + 1):
+            lab, n = ndimage.label(cls[r0:r1] == c)
+            ids[lab > 0] = lab[lab > 0] + next_id - 1
+            classes += [c] * n
+            next_id += n
+        out.add(ids, r0)
+    return out.finish(np.array(classes)), np.array(classes)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_strips_joined_in_raster_space_equal_the_whole_image(seed):
+    """Regions cut by strip borders come out as the polygons of the image outlined whole, classes apart."""
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(8, 60, 2)
+    ncls = int(rng.integers(1, 4))
+    cls = rng.integers(0, ncls + 1, (h, w))
+    if seed % 2:
+        cls = np.where(ndimage.gaussian_filter(rng.random((h, w)), 1.5) > 0.5, cls, 0)
+    bounds = [0, *sorted(set(rng.integers(1, h, 3).tolist())), h]
+    (polys, region), classes = _strip_ids(cls, bounds, ncls)
+    ref, ref_cls = [], []
+    for c in range(1, ncls + 1):
+        lab, n = ndimage.label(cls == c)
+        ref += list(outline_polygons(lab, n))
+        ref_cls += [c] * n
+    assert len(polys) == len(ref)
+    got_cls = np.zeros(len(polys), int)
+    got_cls[region[region >= 0]] = classes[region >= 0]
+    key = lambda g, c: (c, g.bounds, g.area)  # noqa: E731
+    a = sorted(zip(polys, got_cls), key=lambda t: key(*t))
+    b = sorted(zip(ref, ref_cls), key=lambda t: key(*t))
+    for (x, cx), (y, cy) in zip(a, b):
+        assert cx == cy and shapely.is_valid(x) and x.equals(y)
+
+
+def test_a_region_spanning_every_strip_is_one_polygon():
+    on = np.zeros((40, 10), bool)
+    on[:, 2:5] = True  # a river through every strip
+    on[5:35, 3] = False  # with a long hole crossing three borders
+    lab = on.astype(np.int64)
+    (polys, region), _ = _strip_ids(lab, [0, 10, 20, 30, 40], 1)
+    assert len(polys) == 1
+    assert polys[0].area == on.sum() and len(polys[0].interiors) == 1
+    assert len(polys[0].exterior.coords) == 5  # no vertex left where the borders cut the outline

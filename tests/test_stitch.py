@@ -175,7 +175,7 @@ def test_strips_are_narrower_for_wide_scenes(monkeypatch):
 
     calls = []
     orig = MaskMosaic._strip
-    monkeypatch.setattr(MaskMosaic, "_strip", lambda self, r0, h: calls.append((r0, h)) or orig(self, r0, h))
+    monkeypatch.setattr(MaskMosaic, "_strip", lambda self, r0, h, *a: calls.append((r0, h)) or orig(self, r0, h, *a))
     m = MaskMosaic(1000, 700, 1, 0.5)
     m.add(np.ones((700, 1000, 1), np.float32), np.ones((700, 1000), bool), (0, 0, 1000, 700), (0, 0, 1000, 700))
     m.STRIP_PIXELS = 300 * 1000
