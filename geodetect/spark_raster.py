@@ -63,6 +63,9 @@ def _detector(name, extra: dict):
     det = _loaded.get(name)
     if det is None:
         det = _loaded.setdefault(name, resolve_detector(extra.get(name, name)))
+        from geodetect.spark import _freeze_worker_heap
+
+        _freeze_worker_heap()  # the model's objects out of the per-task gc.collect() of reused workers
     return det
 
 

@@ -89,13 +89,21 @@ def test_plan_splits_big_scenes_by_tile_rows(write_raster):
     assert rows[-1][1] == len(set(range(0, 1000, 48))) or rows[-1][1] > rows[-1][0]
 
 
-def test_units_one_per_partition_biggest_first(spark):
+@pytest.mark.parametrize("inline", [True, False], ids=["literal", "broadcast"])
+def test_units_one_per_partition_biggest_first(spark, monkeypatch, inline):
+    if not inline:  # a plan too big for a literal in the query: broadcast and joined
+        monkeypatch.setattr(gds, "_INLINE_UNITS", (2, 1 << 20))
     planned = [(("a.tif", "a", 0, 2, 0), 20), (("b.tif", "b", 0, 9, 0), 90), (("c.tif", "c", 0, 4, 0), 40),
-               (("c.tif", "c", 4, 8, 1), 40), (("d.tif", "d", 0, 0, 0), 0)]
-    parts = gds._unit_frame(spark, planned).rdd.glom().collect()
+               (("c.tif", "c", 4, 8, 1), 40), (("d'\\\"é.tif", "d", 0, 0, 0), 0)]
+    frame = gds._unit_frame(spark, planned)
+    plan = frame._jdf.queryExecution().executedPlan().toString()
+    assert ("BroadcastExchange" in plan or "BroadcastHashJoin" in plan) != inline
+    assert frame.schema.simpleString() == "struct<path:string,scene_id:string,r0:int,r1:int,block:int>"
+    parts = frame.rdd.glom().collect()
     assert [len(p) for p in parts] == [1] * 5  # every unit its own task: no core gets two while one idles
     assert [p[0].scene_id for p in parts] == ["b", "c", "c", "a", "d"]
     assert [(p[0].r0, p[0].block) for p in parts[1:3]] == [(0, 0), (4, 1)]  # ties keep their order
+    assert parts[4][0].path == "d'\\\"é.tif"  # any path survives the trip (JSON literal or broadcast table)
 
 
 def test_missing_sedona_is_reported_with_coordinates(spark, tmp_path, monkeypatch, caplog):
