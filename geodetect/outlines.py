@@ -227,8 +227,10 @@ class Outliner:
         ls = [root[v] for v in ls]
         als = [np.where(v < 0, -1, root[np.maximum(v, 0)]) for v in als]
         ars = [np.where(v < 0, -1, root[np.maximum(v, 0)]) for v in ars]
-        for row, top, bottom in self._borders:  # the border's own horizontal edges, in regions
-            two = np.pad(np.stack([root[top], root[bottom]]), 1)
+        # the rows either side of each border, in regions, padded: for the border's own horizontal edges and for
+        # the pixels ahead of edges ending on it
+        rows = {row: np.pad(np.stack([root[top], root[bottom]]), 1) for row, top, bottom in self._borders}
+        for row, two in rows.items():
             x0, y0, d, lab = _edges(two, range(1, 2), vertical=False)
             xs.append(x0.astype(np.int32)); ys.append(y0 - 1 + row); ds.append(d.astype(np.int8)); ls.append(lab)
             als.append(np.full(len(x0), -1, np.int64)); ars.append(np.full(len(x0), -1, np.int64))
@@ -238,7 +240,6 @@ class Outliner:
         todo = al < 0
         if todo.any():  # edges ending on a border row: the pixels ahead are in the rows either side of it
             ends = y0[todo] + _DY[d[todo]]
-            rows = {row: np.pad(np.stack([root[top], root[bottom]]), 1) for row, top, bottom in self._borders}
             t_al, t_ar = np.empty(int(todo.sum()), np.int64), np.empty(int(todo.sum()), np.int64)
             idx = np.flatnonzero(todo)
             for row, two in rows.items():
