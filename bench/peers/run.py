@@ -1,7 +1,8 @@
 """geodetect against the peers a user would pick instead (issue 18), the same network on both sides.
 
 Usage (in the peers' venv, made by bench/peers/install.sh; `make bench-peers` does both):
-    bench/peers/.venv/bin/python bench/peers/run.py [--quick] [--peers torchgeo geoai] [--threads 2]
+    bench/peers/.venv/bin/python bench/peers/run.py [--quick] [--peers torchgeo geoai deepforest rastervision]
+        [--threads 2] [--size PEER=PIXELS ...]
 
 For each peer, its documented large-scene entry point runs the peer's own network with fixed-seed
 random weights (speed and seams are compared, not accuracy), and the same network, exported with
@@ -16,11 +17,24 @@ intra-op threads = OMP_NUM_THREADS).
 - geoai: geoai.train.semantic_inference_on_geotiff (what geoai.semantic_segmentation calls after
   building its smp model), window 512, overlap 64. Network: a segmentation_models_pytorch U-Net
   (resnet18 encoder, depth 3, decoder 32/16/8: a full-depth one costs 1.6 s a tile here).
+- deepforest: deepforest.main.deepforest(model=...).predict_tile(path, patch_size=512, patch_overlap=64/512,
+  iou_threshold=0.15, dataloader_strategy="window"), then deepforest.utilities.image_to_geo_coordinates
+  (predict_tile gives pixel boxes, no CRS). Network: torchvision's RetinaNet-ResNet50-FPN, 1 class, built
+  with no weights (DeepForest's own constructor would download COCO/ImageNet weights), no resize inside
+  (min_size = max_size = 512), DeepForest's score_thresh 0.1 and nms_thresh 0.05; its last two
+  convolutions fitted so that it boxes the seam scene's squares (calibrate_boxes). geodetect runs the
+  whole model (decoding and per-tile NMS included) exported for one tile, padded to (1, 300, 6): the
+  MLM boxes layout. Default scene 2048^2 (4.2 Mpx; --quick 1024^2): seconds a tile on 2 cores.
+- rastervision: no model bundle: a SemanticSegmentationLearner(config, model=net, training=False), a
+  Scene (RasterioSource + SemanticSegmentationLabelStore), predict_scene_ss (what the pytorch backend's
+  predict_scene runs) with chip 512, stride 448, crop_sz "auto" (half the overlap dropped at chip edges),
+  label_store.save (a georeferenced labels.tif). Network: the TorchGeo row's FCN (RV takes any nn.Module;
+  its default DeepLabV3-ResNet50 would cost seconds a tile).
 
 Figures, each side in its own fresh process:
 - throughput: Mpx/s of the entry point on a 36 Mpx (6000^2, --quick 2048^2) deflate RGB scene;
 - peak RSS (VmHWM) of that process;
-- seams: a 2304^2 scene (512 + 4 x 448: every tiler's grid lands on the same seams) of plain
+- seams (masks; boxes: see box_seam_figures): a 2304^2 scene (512 + 4 x 448: every tiler's grid lands on the same seams) of plain
   background with 48 px bright squares centred on tile seams, on tile corners and inside tiles.
   The reference is the same network run on the whole scene at once (no tiles): whatever the
   random network makes of the squares, a seam-exact tiler must give the same mask. Reported: pixels
@@ -52,6 +66,10 @@ STRIDE = TILE - OVERLAP
 SEAM_SIZE = TILE + 4 * STRIDE  # 2304
 SQUARE = 48
 BG, FG = 60, 200
+# DeepForest: its config's defaults (score_thresh 0.1, nms_thresh 0.05 inside a window, predict_tile's
+# iou_threshold 0.15 across windows); K: detections per tile in the exported model's padded output
+DF_SCORE, DF_NMS, DF_MOSAIC_IOU, DF_K = 0.1, 0.05, 0.15, 300
+BOX_PEERS = ("deepforest",)
 
 
 # ----------------------------------------------------------------------------- networks
@@ -64,15 +82,31 @@ def build_net(peer: str, seed: int):
         from torchgeo.models import FCN
 
         return FCN(3, 2, num_filters=8).eval()
+    if peer == "rastervision":
+        # Raster Vision's own default (DeepLabV3-ResNet50) costs seconds a tile here; its Learner takes any
+        # nn.Module, so it gets the small FCN of the TorchGeo row (receptive field 11 px: seams can be exact).
+        from torchgeo.models import FCN
+
+        return FCN(3, 2, num_filters=8).eval()
     if peer == "geoai":
         import segmentation_models_pytorch as smp
 
         return smp.Unet("resnet18", encoder_weights=None, in_channels=3, classes=2, encoder_depth=3,
                         decoder_channels=(32, 16, 8)).eval()
+    if peer == "deepforest":
+        # DeepForest's RetinaNetHub is torchvision's RetinaNet-ResNet50-FPN (1 class), but its constructor asks
+        # torchvision for COCO (or ImageNet) weights: no network here, so the same torchvision model is built
+        # with no weights at all and handed to deepforest.main.deepforest(model=...). min_size = max_size =
+        # the tile: the model does not resize (RetinaNet's default upsamples each 512 tile to 800 px, 2.4x the
+        # work on both sides alike).
+        from torchvision.models.detection import retinanet_resnet50_fpn
+
+        return retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=1, score_thresh=DF_SCORE,
+                                      nms_thresh=DF_NMS, min_size=TILE, max_size=TILE).eval()
     raise SystemExit(f"unknown peer {peer!r}")
 
 
-def calibrate(net) -> dict:
+def calibrate(net, peer: str = "", seam_img=None, objs=None) -> dict:
     """Make the random network's two classes split background from the bright squares.
 
     With PyTorch's default initialisation the logits barely depend on the input (biases dominate),
@@ -80,8 +114,12 @@ def calibrate(net) -> dict:
     class rows, shifted and scaled so that the network's own features give logit +2 in the middle of a
     bright square and -2 on plain background (class 0 row set to zero): argmax of the result is a
     deterministic function of the network's features, and there are objects to stitch.
+    Box detectors (RetinaNet): see calibrate_boxes.
     """
     import torch
+
+    if peer in BOX_PEERS:
+        return calibrate_boxes(net, seam_img, objs)
 
     img = np.full((1, 3, 256, 256), BG, np.float32)
     img[:, :, 104:152, 104:152] = FG
@@ -101,13 +139,124 @@ def calibrate(net) -> dict:
     return {"logit_diff_square": d_fg, "logit_diff_background": d_bg}
 
 
+def _square_boxes(objs, x0: int, y0: int):
+    """The placed squares seen by the tile at (x0, y0): pixel boxes clipped to it, and the fraction visible."""
+    h = SQUARE // 2
+    out = []
+    for _, cy, cx in objs:
+        a, b = max(cx - h - x0, 0), min(cx + h - x0, TILE)
+        c, d = max(cy - h - y0, 0), min(cy + h - y0, TILE)
+        if a < b and c < d:
+            out.append((a, c, b, d, (b - a) * (d - c) / SQUARE**2))
+    return out
+
+
+def calibrate_boxes(net, seam_img, objs) -> dict:
+    """Make the random RetinaNet find the bright squares: its two last convolutions fitted in closed form.
+
+    A random RetinaNet scores every anchor about sigmoid(-4.6) (torchvision's prior), under any score
+    threshold. The backbone, FPN and the heads' conv towers keep their fixed-seed random weights; only
+    the heads' last convolutions (cls_logits, bbox_reg) are refitted, by weighted ridge regression on
+    the towers' features of five tiles of the seam scene: anchors with IoU >= 0.5 with a square (at least
+    half of it in the tile) -> logit +6, anchors with IoU < 0.4 -> -6 (cls_logits, 3x3 taps); box deltas of
+    the positive anchors (bbox_reg, centre tap). A deterministic function of the network's own features,
+    as for the FCNs: the network then boxes whole and half squares, and little else.
+    """
+    import torch
+    from torchvision.models.detection._utils import BoxCoder
+    from torchvision.ops import box_iou
+
+    head = net.head
+    A = head.classification_head.num_anchors
+    cls, reg = head.classification_head.cls_logits, head.regression_head.bbox_reg
+    feats_c, feats_r, pos, neg, anchors, matched = [], [], [], [], [], []
+    for x0, y0 in ((0, 0), (STRIDE, 0), (2 * STRIDE, STRIDE), (4 * STRIDE, 4 * STRIDE), (3 * STRIDE, 2 * STRIDE)):
+        img = torch.from_numpy(seam_img[:, y0:y0 + TILE, x0:x0 + TILE].astype(np.float32) / 255.0)
+        boxes = _square_boxes(objs, x0, y0)
+        with torch.no_grad():
+            images, _ = net.transform([img])
+            fm = list(net.backbone(images.tensors).values())
+            anc = net.anchor_generator(images, fm)[0]
+            feats_c.append(torch.cat([torch.nn.functional.unfold(head.classification_head.conv(f), 3, padding=1)[0].T
+                                      for f in fm]))
+            feats_r.append(torch.cat([head.regression_head.conv(f)[0].permute(1, 2, 0).reshape(-1, f.shape[1])
+                                      for f in fm]))
+        b = torch.tensor([bb[:4] for bb in boxes], dtype=torch.float32)
+        half = torch.tensor([bb[4] >= 0.5 for bb in boxes])
+        best, idx = box_iou(anc, b).max(1)
+        pos.append(((best >= 0.5) & half[idx]).view(-1, A))
+        neg.append((best < 0.4).view(-1, A))
+        anchors.append(anc.view(-1, A, 4))
+        matched.append(b[idx].view(-1, A, 4))
+    xc, xr = torch.cat(feats_c).double(), torch.cat(feats_r).double()
+    pos, neg, anchors, matched = torch.cat(pos), torch.cat(neg), torch.cat(anchors), torch.cat(matched)
+
+    def ridge(x, y, w, lam):
+        x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+        g = x1.T @ (x1 * w[:, None])
+        g += lam * torch.trace(g) / len(g) * torch.eye(len(g), dtype=x.dtype)
+        return torch.linalg.solve(g, (x1 * w[:, None]).T @ y)
+
+    coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
+    with torch.no_grad():
+        cls.weight.zero_()
+        reg.weight.zero_()
+        reg.bias.zero_()
+        for a in range(A):
+            p, n = pos[:, a], neg[:, a]
+            if not p.any():
+                cls.bias[a] = -10.0
+                continue
+            sel = p | n
+            y = torch.where(p, 6.0, -6.0).double()[sel]
+            w = torch.where(p, float(n.sum()) / float(p.sum()), 1.0).double()[sel]  # classes weighted equally
+            sol = ridge(xc[sel], y, w, 1e-3)
+            cls.weight[a] = sol[:-1].float().view(cls.weight.shape[1:])
+            cls.bias[a] = float(sol[-1])
+            t = coder.encode_single(matched[p, a], anchors[p, a]).double()
+            solr = ridge(xr[p], t, torch.ones(int(p.sum()), dtype=torch.float64), 1e-2)
+            reg.weight[4 * a:4 * a + 4, :, 1, 1] = solr[:-1].T.float()
+            reg.bias[4 * a:4 * a + 4] = solr[-1].float()
+        logit = xc @ cls.weight.reshape(A, -1).T.double() + cls.bias.double()
+    return {"positive_anchors": int(pos.sum()), "negative_anchors": int(neg.sum()),
+            "min_logit_positive": float(logit[pos].min()), "max_logit_negative": float(logit[neg].max()),
+            "negatives_over_score_threshold": int((torch.sigmoid(logit[neg]) >= DF_SCORE).sum())}
+
+
 class _Prob1:  # made a torch Module in export_onnx (torch is imported lazily)
     pass
 
 
-def export_onnx(net, path: Path) -> None:
-    """softmax(logits)[:, 1:2]: the probability of class 1, one channel (argmax of two classes == p1 > 0.5)."""
+def export_onnx(net, path: Path, peer: str = "") -> None:
+    """softmax(logits)[:, 1:2]: the probability of class 1, one channel (argmax of two classes == p1 > 0.5).
+
+    Box detectors: the whole torchvision RetinaNet in eval mode (normalisation, backbone, heads, anchor
+    decoding, score threshold, top-k per level, NMS: exactly what DeepForest runs on each window),
+    traced for one tile of TILE x TILE (batch 1: torchvision's detection models take a list of
+    images; geodetect runs a fixed-batch model one tile at a time), its detections padded to
+    (1, DF_K, 6) [col_min, row_min, col_max, row_max, score, class] with score 0: geodetect's MLM
+    boxes layout.
+    """
     import torch
+
+    if peer in BOX_PEERS:
+        class Boxes6(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                out = self.inner([x[0]])[0]
+                d = torch.cat([out["boxes"], out["scores"][:, None], out["labels"][:, None].to(torch.float32)], 1)
+                return torch.cat([d, torch.zeros(DF_K, 6)])[:DF_K][None]
+
+        import warnings
+
+        with warnings.catch_warnings():  # tracing torchvision's detection code: a screenful of TracerWarnings
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Boxes6(net).eval(), torch.rand(1, 3, TILE, TILE), str(path), dynamo=False,
+                              opset_version=17, input_names=["tiles"], output_names=["result"])
+        return
 
     class Prob1(torch.nn.Module):
         def __init__(self, inner):
@@ -126,6 +275,14 @@ def write_model_mlm(peer: str, onnx_path: Path, doc: Path) -> Path:
     from geodetect.mlm import write_mlm
     from geodetect.plugins import DetectorSpec, Task
 
+    if peer in BOX_PEERS:  # geodetect's own cross-tile dedupe, at its defaults (nms_iou 0.5 on IoU or IoMin)
+        spec = DetectorSpec(name=f"peer-{peer}", version="0.0.0", task=Task.BOXES, classes=("tree",), bands=(1, 2, 3),
+                            tile_size=TILE, overlap=OVERLAP, scaling=(0.0, 255.0),
+                            description=f"{peer}'s network, fixed-seed random weights, calibrated (benchmark)")
+        return write_mlm(doc, spec=spec, onnx_file=onnx_path, input_shape=[1, 3, TILE, TILE],
+                         input_dim_order=["batch", "channel", "height", "width"], result_shape=[1, DF_K, 6],
+                         result_dim_order=["batch", "detection", "attribute"], tasks=["object-detection"],
+                         value_scaling=[{"type": "min-max", "minimum": 0, "maximum": 255}], score_threshold=DF_SCORE)
     spec = DetectorSpec(name=f"peer-{peer}", version="0.0.0", task=Task.SEGMENTATION, classes=("object",),
                         bands=(1, 2, 3), tile_size=TILE, overlap=OVERLAP, scaling=(0.0, 255.0), threshold=0.5,
                         min_polygon_px=1, description=f"{peer}'s network, fixed-seed random weights (benchmark)")
@@ -147,6 +304,15 @@ def seam_scene(path: Path) -> tuple[str, list]:
     """Plain background, 48 px squares centred on seams (x or y = k * 448), corners (both) and tile insides."""
     import rasterio
 
+    img, objs = seam_array()
+    with rasterio.open(path, "w", driver="GTiff", width=SEAM_SIZE, height=SEAM_SIZE, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=_transform(), tiled=True, blockxsize=512, blockysize=512,
+                       compress="deflate") as dst:
+        dst.write(img)
+    return str(path), objs
+
+
+def seam_array() -> tuple[np.ndarray, list]:
     img = np.full((3, SEAM_SIZE, SEAM_SIZE), BG, np.uint8)
     objs = []
     h = SQUARE // 2
@@ -156,11 +322,7 @@ def seam_scene(path: Path) -> tuple[str, list]:
                                    ("seam", (i * STRIDE - 224, j * STRIDE)), ("inside", (i * STRIDE - 224, j * STRIDE - 224))):
                 img[:, cy - h:cy + h, cx - h:cx + h] = FG
                 objs.append((kind, cy, cx))
-    with rasterio.open(path, "w", driver="GTiff", width=SEAM_SIZE, height=SEAM_SIZE, count=3, dtype="uint8",
-                       crs="EPSG:32633", transform=_transform(), tiled=True, blockxsize=512, blockysize=512,
-                       compress="deflate") as dst:
-        dst.write(img)
-    return str(path), objs
+    return img, objs
 
 
 def big_scene(path: Path, size: int) -> str:
@@ -227,6 +389,67 @@ def run_geoai(net, scene: str, out_tif: str) -> dict:
     return {}
 
 
+def run_deepforest(net, scene: str, out_gpkg: str, workdir: Path, threads: int) -> dict:
+    """DeepForest's predict_tile on the scene's path, windows read one at a time ("window": its out-of-memory
+    strategy for large rasters), then its own image_to_geo_coordinates for the boxes in the scene's CRS."""
+    import torch
+    from deepforest import main as df_main
+    from deepforest import utilities
+
+    model = df_main.deepforest(model=net, config_args={
+        "model": {"name": None}, "num_classes": 1, "label_dict": {"tree": 0}, "workers": 0, "batch_size": BATCH,
+        "accelerator": "cpu", "devices": 1, "score_thresh": DF_SCORE, "nms_thresh": DF_NMS,
+        "log_root": str(workdir / "deepforest-logs")})
+    model.set_labels({"tree": 0})  # done by create_model() when deepforest builds the model itself
+    torch.set_num_threads(threads)
+    res = model.predict_tile(path=scene, patch_size=TILE, patch_overlap=OVERLAP / TILE, iou_threshold=DF_MOSAIC_IOU,
+                             dataloader_strategy="window")
+    info = {"boxes": 0 if res is None else len(res)}
+    if res is None:
+        import geopandas as gpd
+
+        gpd.GeoDataFrame({"geometry": []}, geometry="geometry", crs=None).to_file(out_gpkg, driver="GPKG")
+        return info
+    b = res.geometry.bounds
+    info["returned"] = {"crs": None if res.crs is None else str(res.crs),
+                        "first_box_bounds": [round(float(v), 3) for v in b.iloc[0]],
+                        "coordinates_integer": bool(np.all(np.mod(b.to_numpy(), 1) == 0))}
+    geo = utilities.image_to_geo_coordinates(res)  # DeepForest's own conversion (root_dir from the results)
+    info["geo_crs"] = None if geo.crs is None else str(geo.crs)
+    geo[["score", "geometry"]].to_file(out_gpkg, driver="GPKG")
+    return info
+
+
+def run_rastervision(net, scene: str, out_tif: str, workdir: Path) -> dict:
+    """Raster Vision's predict_scene path without a model bundle: a SemanticSegmentationLearner built
+    from a config (training=False) around the torch network, a Scene (RasterioSource + its
+    SemanticSegmentationLabelStore), then predict_scene_ss (what PyTorchSemanticSegmentation.predict_scene
+    runs) with chip 512, stride 448, crop_sz "auto" (RV drops half the overlap at chip edges), and
+    label_store.save: labels.tif, georeferenced by RV's CRS transformer."""
+    import shutil
+
+    from rastervision.core.data import ClassConfig, RasterioSource, Scene, SemanticSegmentationLabelStore
+    from rastervision.core.rv_pipeline import SemanticSegmentationPredictOptions
+    from rastervision.pytorch_learner import (SemanticSegmentationGeoDataConfig, SemanticSegmentationLearner,
+                                              SemanticSegmentationLearnerConfig)
+    from rastervision.pytorch_learner.utils.prediction import predict_scene_ss
+
+    cc = ClassConfig(names=["background", "object"], null_class="background")
+    cfg = SemanticSegmentationLearnerConfig(data=SemanticSegmentationGeoDataConfig(class_config=cc, img_sz=TILE,
+                                                                                  num_workers=0))
+    learner = SemanticSegmentationLearner(cfg, model=net, training=False, tmp_dir=str(workdir / "rv-tmp"))
+    rs = RasterioSource(scene, allow_streaming=False)
+    out_dir = Path(out_tif + ".d")
+    store = SemanticSegmentationLabelStore(str(out_dir), crs_transformer=rs.crs_transformer, class_config=cc,
+                                           bbox=rs.bbox, tmp_dir=str(workdir / "rv-tmp"))
+    sc = Scene(id="scene", raster_source=rs, label_store=store)
+    opts = SemanticSegmentationPredictOptions(chip_sz=TILE, stride=STRIDE, crop_sz="auto", batch_sz=BATCH)
+    labels = predict_scene_ss(learner, sc, opts)
+    store.save(labels)
+    shutil.move(str(out_dir / "labels.tif"), out_tif)
+    return {"crop_sz": opts.crop_sz}
+
+
 def worker(args) -> None:
     wd = Path(args.workdir)
     cfg = json.loads((wd / f"{args.peer}.json").read_text())
@@ -239,7 +462,12 @@ def worker(args) -> None:
         net = build_net(args.peer, cfg["seed"])
         net.load_state_dict(torch.load(wd / f"{args.peer}.pt", map_location="cpu"))
         t0 = time.perf_counter()
-        info = (run_torchgeo if args.peer == "torchgeo" else run_geoai)(net, args.scene, args.out)
+        if args.peer == "deepforest":
+            info = run_deepforest(net, args.scene, args.out, wd, args.threads)
+        elif args.peer == "rastervision":
+            info = run_rastervision(net, args.scene, args.out, wd)
+        else:
+            info = (run_torchgeo if args.peer == "torchgeo" else run_geoai)(net, args.scene, args.out)
     else:
         import geodetect as gd
         from geodetect.mlm import detector_class
@@ -252,7 +480,7 @@ def worker(args) -> None:
         t0 = time.perf_counter()
         dets = gd.detect(args.scene, cls, crs_out=crs, progress=False, batch_size=BATCH)
         info = {"polygons": len(dets)}
-        dets[["geometry"]].to_file(args.out, driver="GPKG")
+        dets[["score", "geometry"] if "score" in dets.columns else ["geometry"]].to_file(args.out, driver="GPKG")
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "vmhwm_mb": _vmhwm_mb(), **info}))
 
@@ -293,7 +521,7 @@ def _polygons_of_side(side: str, out: str):
     import shapely
     from rasterio.features import shapes
 
-    if side == "geodetect":
+    if side == "geodetect" or out.endswith(".gpkg"):
         return list(gpd.read_file(out).geometry)
     with rasterio.open(out) as ds:
         arr = ds.read(1)
@@ -349,6 +577,90 @@ def seam_figures(ref: np.ndarray, polys: list, objs: list) -> dict:
             "crs_max_err_px": max_err, "crs_within_half_px": (max_err is not None and max_err <= 0.5)}
 
 
+def reference_boxes(net, seam_img: np.ndarray, objs: list) -> dict:
+    """The network's own box for each square inside a tile, from a plain torch run on that one tile.
+
+    A square inside a tile (kind "inside") is seen by that tile only, so both sides' boxes for it come
+    from the same forward pass: its box in pixels + the tile's offset, through the scene's transform, is
+    where a correct host puts it. Keyed by (cy, cx); the highest-scoring box whose centre is in the square.
+    """
+    import torch
+
+    out = {}
+    h = SQUARE // 2
+    for _, cy, cx in (o for o in objs if o[0] == "inside"):
+        x0, y0 = (cx // STRIDE) * STRIDE, (cy // STRIDE) * STRIDE
+        img = torch.from_numpy(seam_img[:, y0:y0 + TILE, x0:x0 + TILE].astype(np.float32) / 255.0)
+        with torch.no_grad():
+            det = net([img])[0]
+        best = None
+        for b, sc in zip(det["boxes"].numpy().astype(np.float64), det["scores"].numpy()):
+            mx, my = (b[0] + b[2]) / 2 + x0, (b[1] + b[3]) / 2 + y0
+            if abs(mx - cx) < h and abs(my - cy) < h and (best is None or sc > best[1]):
+                best = (b + [x0, y0, x0, y0], float(sc))
+        if best is not None:
+            out[(cy, cx)] = best[0]
+    return out
+
+
+def box_seam_figures(polys: list, objs: list, ref: dict) -> dict:
+    """Boxes against the 64 placed squares: each square should get exactly one box, whole.
+
+    A box belongs to the square its centre falls in. Per square: none (missing), two or more
+    (duplicated: typically the whole box from one tile and the cut one from the next), or one that
+    covers under half of it by IoU (cut: only the part a tile saw). Boxes whose centre is in no square
+    are extra. CRS: the side's box of each inside square against the reference (same network, same
+    tile, pixel box through the scene's transform), max bounds difference in pixels.
+    """
+    tr = _transform()
+    res = tr.a
+    inv = ~tr
+    h = SQUARE // 2
+    px = []
+    for p in polys:
+        x0, y0, x1, y1 = p.bounds
+        c0, r0 = inv * (x0, y1)
+        c1, r1 = inv * (x1, y0)
+        px.append((min(c0, c1), min(r0, r1), max(c0, c1), max(r0, r1)))
+    px = np.array(px, np.float64).reshape(-1, 4)
+    cx_, cy_ = (px[:, 0] + px[:, 2]) / 2, (px[:, 1] + px[:, 3]) / 2
+    owner = np.full(len(px), -1)
+    dup = cut = missing = 0
+    per_kind: dict = {}
+    errs = []
+    for k, (kind, cy, cx) in enumerate(objs):
+        hit = np.flatnonzero((np.abs(cx_ - cx) < h) & (np.abs(cy_ - cy) < h))
+        owner[hit] = k
+        d = per_kind.setdefault(kind, {"placed": 0, "one_whole_box": 0})
+        d["placed"] += 1
+        if len(hit) == 0:
+            missing += 1
+            continue
+        if len(hit) > 1:
+            dup += 1
+            continue
+        b = px[hit[0]]
+        iw = max(0.0, min(b[2], cx + h) - max(b[0], cx - h))
+        ih = max(0.0, min(b[3], cy + h) - max(b[1], cy - h))
+        inter = iw * ih
+        iou = inter / ((b[2] - b[0]) * (b[3] - b[1]) + SQUARE**2 - inter)
+        if iou < 0.5:
+            cut += 1
+            continue
+        d["one_whole_box"] += 1
+        if kind == "inside" and (cy, cx) in ref:
+            r = ref[(cy, cx)]
+            x0, y1 = tr * (r[0], r[1])
+            x1, y0 = tr * (r[2], r[3])
+            q = polys[hit[0]].bounds
+            errs.append(float(np.abs(np.array(q) - np.array([x0, y0, x1, y1])).max() / res))
+    max_err = max(errs) if errs else None
+    return {"known_objects": len(objs), "objects_out": len(polys), "squares": per_kind,
+            "extra_objects": int((owner < 0).sum()), "mismatch_px": None, "duplicated": dup, "cut": cut,
+            "split_or_duplicated": dup + cut, "missing": missing, "crs_checked": len(errs),
+            "crs_max_err_px": max_err, "crs_within_half_px": (max_err is not None and max_err <= 0.5)}
+
+
 # ----------------------------------------------------------------------------- main
 
 def _versions() -> dict:
@@ -356,7 +668,7 @@ def _versions() -> dict:
 
     out = {}
     for pkg in ("geodetect", "torch", "torchvision", "onnxruntime", "torchgeo", "segmentation-models-pytorch",
-                "geoai-py", "deepforest", "rastervision", "rasterio", "numpy"):
+                "geoai-py", "deepforest", "pytorch-lightning", "rastervision", "rasterio", "numpy"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -366,8 +678,10 @@ def _versions() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="2048^2 throughput scene instead of 6000^2")
-    ap.add_argument("--peers", nargs="+", default=["torchgeo", "geoai"], choices=["torchgeo", "geoai"])
+    ap.add_argument("--quick", action="store_true", help="2048^2 throughput scene instead of 6000^2 "
+                    "(deepforest: 1024^2 instead of 2048^2)")
+    ap.add_argument("--peers", nargs="+", default=["torchgeo", "geoai"], choices=["torchgeo", "geoai", "deepforest", "rastervision"],
+                    help="default: torchgeo geoai (deepforest: a RetinaNet-ResNet50 takes seconds a tile here)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", nargs="+", metavar="PEER=PIXELS", help="another scene side for a peer (e.g. geoai=2048)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds a side may run before it is stopped")
@@ -389,13 +703,15 @@ def main() -> None:
     wd.mkdir(parents=True, exist_ok=True)
     size = 2048 if args.quick else 6000
     sizes = {peer: size for peer in args.peers}
+    if "deepforest" in sizes:  # RetinaNet-ResNet50: about 3-7 s a 512 tile on 2 cores; 36 Mpx would take hours
+        sizes["deepforest"] = 1024 if args.quick else 2048
     for item in args.size or []:
         peer, _, n = item.partition("=")
         if peer not in sizes or not n.isdigit():
             raise SystemExit(f"--size {item!r}: write PEER=PIXELS for one of {', '.join(sizes)}")
         sizes[peer] = int(n)
     seam, objs = seam_scene(wd / "seams.tif")
-    mpx = size * size / 1e6
+    mpx = size * size / 1e6  # the default scene; each peer's row has its own scene_mpx
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                            "load_at_start": os.getloadavg()},
                "versions": _versions(), "threads": args.threads, "tile": TILE, "overlap": OVERLAP, "batch": BATCH,
@@ -419,16 +735,18 @@ def run_peer(peer, wd, big, seam, objs, mpx, threads, timeout) -> dict:
     import torch
 
     seed = 0
+    boxes = peer in BOX_PEERS
     net = build_net(peer, seed)
-    cal = calibrate(net)
+    seam_img = seam_array()[0] if boxes else None
+    cal = calibrate(net, peer, seam_img, objs)
     torch.save(net.state_dict(), wd / f"{peer}.pt")
-    export_onnx(net, wd / f"{peer}.onnx")
+    export_onnx(net, wd / f"{peer}.onnx", peer)
     write_model_mlm(peer, wd / f"{peer}.onnx", wd / f"{peer}-mlm.json")
     (wd / f"{peer}.json").write_text(json.dumps({"seed": seed}))
-    ref = reference_mask(net, seam)
+    ref = reference_boxes(net, seam_img, objs) if boxes else reference_mask(net, seam)
     row = {"seed": seed, "network": type(net).__name__, "calibration": cal, "scene_mpx": mpx}
     for side in ("peer", "geodetect"):
-        ext = "gpkg" if side == "geodetect" else "tif"
+        ext = "gpkg" if side == "geodetect" or boxes else "tif"
         load = os.getloadavg()[0]
         big_res = run_side(peer, side, str(big), str(wd / f"{peer}-{side}-big.{ext}"), wd, threads, timeout)
         seam_out = wd / f"{peer}-{side}-seams.{ext}"
@@ -438,8 +756,8 @@ def run_peer(peer, wd, big, seam, objs, mpx, threads, timeout) -> dict:
             fig["mpx_per_s"] = mpx / big_res["seconds"]
             fig["peak_rss_mb"] = big_res["vmhwm_mb"]
         if "seconds" in seam_res:
-            fig["seams"] = seam_figures(ref, _polygons_of_side("geodetect" if side == "geodetect" else "peer",
-                                                               str(seam_out)), objs)
+            polys = _polygons_of_side("geodetect" if side == "geodetect" else "peer", str(seam_out))
+            fig["seams"] = box_seam_figures(polys, objs, ref) if boxes else seam_figures(ref, polys, objs)
         row[side] = fig
         print(f"{peer:9s} {side:9s} {json.dumps(fig, default=str)[:400]}", flush=True)
     return row
@@ -462,7 +780,8 @@ def print_table(results: dict) -> None:
             cells = (peer, side if side == "geodetect" else peer,
                      f"{f['mpx_per_s']:.3f}" if "mpx_per_s" in f else f.get("big", {}).get("error", "-"),
                      f"{f['peak_rss_mb']:.0f}" if "peak_rss_mb" in f else "-",
-                     s.get("mismatch_px", "-"), f"{s.get('split_or_duplicated', '-')}/{s.get('known_objects', '-')}",
+                     "-" if s.get("mismatch_px") is None else s["mismatch_px"],
+                     f"{s.get('split_or_duplicated', '-')}/{s.get('known_objects', '-')}",
                      s.get("missing", "-"), s.get("extra_objects", "-"),
                      "-" if s.get("crs_max_err_px") is None else f"{s['crs_max_err_px']:.3f}",
                      s.get("crs_within_half_px", "-"))
