@@ -137,7 +137,7 @@ def choose_threshold(model, val, zoom: float = 1.0) -> dict:
 
 
 def train(root, out: Path, *, steps: int, batch: int, lr: float, crop: int = CROP, threads: int = 1, seed: int = 0,
-          log_every: int = 50) -> dict:
+          log_every: int = 50, widths=M.WIDTHS) -> dict:
     from geodetect.plugins.weights import configure_tensorflow, save_keras_reproducible
 
     tf = configure_tensorflow(threads, seed=seed)
@@ -149,7 +149,7 @@ def train(root, out: Path, *, steps: int, batch: int, lr: float, crop: int = CRO
           f"labelled pixels), {len(val)} validation images; read in {time.time() - t0:.0f} s", flush=True)
     zoom = MODEL_GSD_M / D.DUBAI_GSD_M
     sampler = CropSampler(data, crop, seed, zoom=zoom)
-    model = M.build_model()
+    model = M.build_model(tuple(widths))
     warm = min(100, max(1, steps // 10))
     sched = (tf.keras.optimizers.schedules.CosineDecay(0.0, steps - warm, alpha=0.02, warmup_target=lr,
                                                        warmup_steps=warm) if steps > warm else lr)
@@ -182,7 +182,7 @@ def train(root, out: Path, *, steps: int, batch: int, lr: float, crop: int = CRO
     out.parent.mkdir(parents=True, exist_ok=True)
     digest = save_keras_reproducible(model, out)
     result = {"weights": str(out), "sha256": digest, "bytes": out.stat().st_size, "params": model.count_params(),
-              "train_seconds": round(train_s, 1), "steps": steps, "batch": batch, "crop": crop, "gsd_m": MODEL_GSD_M,
+              "train_seconds": round(train_s, 1), "widths": list(widths), "steps": steps, "batch": batch, "crop": crop, "gsd_m": MODEL_GSD_M,
               "train_images": [k for k, _, _ in data], "val_images": [k for k, _, _ in val]}
     if val:
         ch = choose_threshold(model, val, zoom)
@@ -230,6 +230,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=700)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--widths", type=lambda v: tuple(int(x) for x in v.split(",")), default=M.WIDTHS,
+                   help="filters of the five encoder blocks, comma-separated (default %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads (default 1: shared machines)")
     p.add_argument("--json", type=Path, default=None, help="also write the run's numbers as JSON")
     p.add_argument("--smoke", action="store_true", help="one step on a tiny generated set, written to a temporary file")
@@ -240,7 +242,7 @@ def main(argv=None) -> int:
             train(root, a.out or Path(d) / "smoke.keras", steps=1, batch=2, lr=a.lr, crop=48, threads=a.threads,
                   log_every=1)
         return 0
-    r = train(a.data, a.out or WEIGHTS, steps=a.steps, batch=a.batch, lr=a.lr, threads=a.threads)
+    r = train(a.data, a.out or WEIGHTS, steps=a.steps, batch=a.batch, lr=a.lr, threads=a.threads, widths=a.widths)
     if a.json:
         a.json.write_text(json.dumps(r, indent=2, default=float))
     return 0
