@@ -276,18 +276,26 @@ class MaskMosaic:
             pbest = np.take_along_axis(p, best[None], axis=0)[0]
             cls = np.where(pbest >= self.threshold, best + 1, 0).astype(np.uint8)
             present = np.flatnonzero(np.bincount(cls.ravel(), minlength=256)[1:]) + 1
-        ids = np.zeros((h, self.width), np.int32 if next_id + cls.size < 2**31 else np.int64)
+        dtype = np.int32 if next_id + cls.size < 2**31 else np.int64
+        ids = None
         classes, cnts, sums = [], [], []
         for c in present:
             on = cls.view(bool) if len(p) == 1 else cls == c
-            lab, n = ndimage.label(on)
+            lab, n = ndimage.label(on, output=dtype)
             idx = np.flatnonzero(on)  # statistics over the class's own pixels only: often a small part
             lab_on = lab.ravel()[idx]
-            ids.ravel()[idx] = lab_on + (next_id - 1)
+            if next_id == 1 and len(present) == 1:  # the first strip's only class: its labels are the ids
+                ids = lab
+            else:
+                if ids is None:
+                    ids = np.zeros((h, self.width), dtype)
+                ids.ravel()[idx] = lab_on + (next_id - 1)
             next_id += n
             cnts.append(np.bincount(lab_on, minlength=n + 1)[1:].astype(np.float64))
             sums.append(np.bincount(lab_on, weights=pbest.ravel()[idx], minlength=n + 1)[1:])
             classes.append(np.full(n, int(c) - 1, np.int64))
+        if ids is None:  # nothing above the threshold
+            ids = np.zeros((h, self.width), dtype)
         cat = (lambda v, t: np.concatenate(v) if v else np.zeros(0, t))
         return ids, cat(classes, np.int64), cat(cnts, np.float64), cat(sums, np.float64)
 
@@ -300,13 +308,18 @@ class MaskMosaic:
         Rows are labelled strip by strip; :class:`geodetect.outlines.Outliner` joins regions across strip
         borders in raster space and outlines each region once, however many strips it spans.
         """
-        import shapely
-
-        from .outlines import Outliner
+        from .outlines import Outliner, outline_polygons
 
         if strip_rows is None:
             strip_rows = max(256, min(2048, self.STRIP_PIXELS // max(1, self.width)))
         lo, hi = self.rows or (0, self.height)
+        if hi - lo <= strip_rows:  # one strip: nothing to join, its regions are outlined directly
+            try:
+                ids, cids, npix, sums = self._strip(lo, hi - lo, 1)
+            finally:
+                self.cleanup()
+            geoms = outline_polygons(ids, len(cids), row0=lo)
+            return self._finish(geoms, cids, sums / np.maximum(npix, 1), npix, lo, hi)
         outliner = Outliner(self.width)
         classes, cnts, sums = [np.zeros(1, np.int64)], [np.zeros(1)], [np.zeros(1)]  # id 0: no region
         next_id = 1
@@ -325,6 +338,12 @@ class MaskMosaic:
         scores = np.bincount(region[seen], weights=np.concatenate(sums)[seen], minlength=len(geoms)) / np.maximum(npix, 1)
         cids = np.zeros(len(geoms), np.int64)
         cids[region[seen]] = classes[seen]
+        return self._finish(geoms, cids, scores, npix, lo, hi)
+
+    def _finish(self, geoms, cids, scores, npix, lo: int, hi: int):
+        """Keep the pieces of a block that touch its borders aside, drop polygons under ``min_polygon_px``."""
+        import shapely
+
         if self.rows is not None:  # a block: what touches a border is joined later, with the other blocks' pieces
             b = shapely.bounds(geoms) if len(geoms) else np.zeros((0, 4))
             edge = ((lo > 0) & (b[:, 1] <= lo)) | ((hi < self.height) & (b[:, 3] >= hi))

@@ -268,7 +268,7 @@ class Scene:
                     masks = ds.read_masks(self.indexes, window=window)
                 # GDAL's dataset-mask rule: a pixel is nodata only when every band is (a saturated
                 # 255 in one band of an RGB scene with nodata=255 is still a pixel)
-                valid = np.any(masks > 0, axis=0)
+                valid = masks.max(axis=0) > 0
         except Exception as exc:  # rasterio raises several kinds for corrupt blocks
             detail = " ".join(str(exc.__cause__ or exc).split())
             raise RasterReadError(
@@ -319,10 +319,11 @@ class Scene:
             inner = data[:height, :width]
             n_valid = int(np.count_nonzero(valid))
             if n_valid and inner.flags.c_contiguous:  # a matrix product: about 15x faster than inner[valid].mean(0)
-                fill = (valid.ravel().astype(np.float32) @ inner.reshape(-1, inner.shape[-1])) / np.float32(n_valid)
+                pixels = inner.reshape(-1, inner.shape[-1])
+                fill = (valid.ravel().astype(np.float32) @ pixels) / np.float32(n_valid)
+                pixels[np.flatnonzero(~valid)] = fill  # rows by index: faster than a boolean mask over (h, w, C)
             else:
-                fill = inner[valid].mean(axis=0) if n_valid else 0.0
-            inner[~valid] = fill
+                inner[~valid] = inner[valid].mean(axis=0) if n_valid else 0.0
         if (hh, ww) != (height, width):
             pv = np.zeros((hh, ww), bool)
             pv[:height, :width] = valid
