@@ -680,7 +680,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2048^2 throughput scene instead of 6000^2 "
                     "(deepforest: 1024^2 instead of 2048^2)")
-    ap.add_argument("--peers", nargs="+", default=["torchgeo", "geoai"], choices=["torchgeo", "geoai", "deepforest", "rastervision"],
+    ap.add_argument("--peers", nargs="+", default=["torchgeo", "geoai", "deepforest", "rastervision"], choices=["torchgeo", "geoai", "deepforest", "rastervision"],
                     help="default: torchgeo geoai (deepforest: a RetinaNet-ResNet50 takes seconds a tile here)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", nargs="+", metavar="PEER=PIXELS", help="another scene side for a peer (e.g. geoai=2048)")
