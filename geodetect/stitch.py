@@ -284,11 +284,9 @@ class MaskMosaic:
             lab, n = ndimage.label(on, output=dtype)
             idx = np.flatnonzero(on)  # statistics over the class's own pixels only: often a small part
             lab_on = lab.ravel()[idx]
-            if next_id == 1 and len(present) == 1:  # the first strip's only class: its labels are the ids
+            if ids is None:  # the first class's label image becomes the strip's ids (0 off its pixels)
                 ids = lab
-            else:
-                if ids is None:
-                    ids = np.zeros((h, self.width), dtype)
+            if ids is not lab or next_id > 1:  # later classes, or ids that continue a previous strip's
                 ids.ravel()[idx] = lab_on + (next_id - 1)
             next_id += n
             cnts.append(np.bincount(lab_on, minlength=n + 1)[1:].astype(np.float64))
