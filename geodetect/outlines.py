@@ -83,28 +83,34 @@ def _successors(x0, y0, d, lab, al, ar, width):
 def _walk_order(nxt):
     """The edges of a permutation's cycles in walking order, cycle after cycle: (order, cycle id of each).
 
-    Pointer doubling: after k rounds each edge knows the smallest edge index among the 2^k edges
-    from it, and how many steps ahead it lies; once that is the same along every cycle, it is the
-    cycle's smallest edge, where its walk starts.
+    Cycles come in the order of their smallest edge, each walked from that edge; a cycle's id is its smallest
+    edge. The cycles are found as the connected components of the successor graph; then each cycle's last edge
+    is linked to the next cycle's first, which makes one path through every edge, and a depth-first walk of
+    that path (compiled, linear) gives the order.
     """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components, depth_first_order
+
     n = len(nxt)
-    rep = np.arange(n, dtype=nxt.dtype)
-    ahead = np.zeros(n, nxt.dtype)
-    jump = nxt.copy()
-    span = 1
-    while not np.array_equal(rep, rep[nxt]):
-        later = rep[jump]
-        take = later < rep
-        ahead = np.where(take, ahead[jump] + span, ahead)
-        rep = np.where(take, later, rep)
-        jump = jump[jump]
-        span *= 2
-    length = np.bincount(rep, minlength=n)
-    first = np.cumsum(length) - length  # where each cycle (by its smallest edge) starts in the output
-    step = np.where(ahead == 0, 0, length[rep] - ahead)  # steps from the cycle's start to this edge
-    order = np.empty(n, nxt.dtype)
-    order[first[rep] + step] = np.arange(n, dtype=nxt.dtype)
-    return order, rep[order]
+    if n == 0:
+        return np.zeros(0, nxt.dtype), np.zeros(0, nxt.dtype)
+    idx = np.arange(n, dtype=nxt.dtype)
+    graph = csr_matrix((np.ones(n, np.int8), nxt, np.arange(n + 1)), shape=(n, n))
+    ncyc, cyc = connected_components(graph, directed=True, connection="weak")
+    start = np.full(ncyc, n, nxt.dtype)
+    np.minimum.at(start, cyc, idx)  # each cycle's smallest edge
+    start.sort()  # cycles in the order of their smallest edge
+    pred = np.empty(n, nxt.dtype)
+    pred[nxt] = idx
+    chain = nxt.copy()
+    chain[pred[start[:-1]]] = start[1:]  # a cycle's last edge leads on to the next cycle's first
+    linked = idx != pred[start[-1]]  # the last cycle's last edge ends the path
+    del graph, pred
+    path = csr_matrix((np.ones(n - 1, np.int8), chain[linked], np.r_[0, np.cumsum(linked)]), shape=(n, n))
+    order = depth_first_order(path, int(start[0]), directed=True, return_predecessors=False).astype(nxt.dtype)
+    first = np.zeros(n, bool)
+    first[start] = True
+    return order, np.maximum.accumulate(np.where(first[order], order, -1))  # the last cycle start walked past
 
 
 def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0) -> np.ndarray:
@@ -161,7 +167,9 @@ class Outliner:
     Each strip comes as region ids unique over the whole image (0 = off) and a class per id; regions
     of one class that touch across a border (4-connected) become one. :meth:`finish` returns the
     polygons of the joined regions and, for every id, the index of the region it became.
-    Memory: the boundary edges of all strips and two rows per border, never a whole image.
+    Regions that touch neither border row of their strip are outlined as soon as the strip is added; only the
+    boundary edges of regions touching a border wait for :meth:`finish`. Memory: the edges of one strip, those
+    of the regions on the borders, two rows per border and the polygons made so far, never a whole image.
     """
 
     def __init__(self, width: int):
@@ -169,6 +177,7 @@ class Outliner:
         self._parts = []  # per strip: x0, y0, d, id, ahead-left id, ahead-right id (-1: on a border, set later)
         self._borders = []  # (vertex row, ids of the row above, ids of the row below)
         self._prev = None  # (row after the last strip, its last row of ids)
+        self._done = []  # per strip: (ids of its regions touching no strip border, their polygons)
 
     def add(self, ids: np.ndarray, row0: int) -> None:
         """Region ids (h, w) of rows [row0, row0 + h); strips must follow each other without gaps."""
@@ -185,7 +194,26 @@ class Outliner:
         pending = (y1 == h) | ((y1 == 0) & (top == 1))
         al[pending] = -1
         ar[pending] = -1
-        self._parts.append((x0.astype(np.int32), (y0 + row0).astype(np.int64), d.astype(np.int8), lab, al, ar))
+        y0 += row0
+        # regions touching neither border row of the strip are complete: outlined now, their edges let go
+        if len(lab):
+            base = int(lab.min())
+            touching = np.zeros(int(lab.max()) - base + 1, bool)
+            for row in (ids[-1], ids[0]) if self._prev is not None else (ids[-1],):
+                r = row[(row >= base) & (row - base < len(touching))]
+                touching[r - base] = True
+            done = ~touching[lab - base]
+            if done.any():
+                present = np.zeros(len(touching), np.int64)
+                present[lab[done] - base] = 1
+                rank = np.cumsum(present)  # complete ids numbered 1..k in id order
+                e = (x0[done], y0[done], d[done])
+                nxt = _successors(*e, lab[done], al[done], ar[done], self.width)
+                polys = _assemble(*e, rank[lab[done] - base], nxt, int(rank[-1]))
+                self._done.append((np.flatnonzero(present) + base, polys))
+                keep = ~done
+                x0, y0, d, lab, al, ar = x0[keep], y0[keep], d[keep], lab[keep], al[keep], ar[keep]
+        self._parts.append((x0.astype(np.int32), y0, d.astype(np.int8), lab, al, ar))
         if self._prev is not None:
             self._borders.append((row0, self._prev[1], ids[0].copy()))
         self._prev = (row0 + h, ids[-1].copy())
@@ -214,6 +242,8 @@ class Outliner:
         seen = np.zeros(n_ids, bool)
         for part in self._parts:
             seen[part[3]] = True
+        for done_ids, _ in self._done:
+            seen[done_ids] = True
         # regions numbered 1..m in the order of their smallest id; -1 for ids never seen (and 0, off)
         first_id = np.full(n_ids, n_ids, np.int64)
         np.minimum.at(first_id, comp[seen], np.flatnonzero(seen))
@@ -247,7 +277,14 @@ class Outliner:
                 t_al[k], t_ar[k] = _ahead(two, x0[idx[k]], y0[idx[k]], d[idx[k]], row_offset=row - 1)
             al[idx], ar[idx] = t_al, t_ar
         m = len(used)
-        if m == 0:
-            return np.zeros(0, dtype=object), region
-        nxt = _successors(x0, y0, d, lab, al, ar, self.width)
-        return _assemble(x0, y0, d, lab, nxt, m), region
+        geoms = np.empty(m, dtype=object)
+        for done_ids, polys in self._done:  # complete in their strip: each id is a region of its own
+            geoms[region[done_ids]] = polys
+        self._done = []
+        if len(lab):  # the regions that touch a strip border, joined: numbered 1..k for outlining
+            nxt = _successors(x0, y0, d, lab, al, ar, self.width)
+            present = np.zeros(m + 1, np.int64)
+            present[lab] = 1
+            rank = np.cumsum(present)
+            geoms[np.flatnonzero(present) - 1] = _assemble(x0, y0, d, rank[lab], nxt, int(rank[-1]))
+        return geoms, region

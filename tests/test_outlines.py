@@ -129,3 +129,53 @@ def test_a_region_spanning_every_strip_is_one_polygon():
     assert len(polys) == 1
     assert polys[0].area == on.sum() and len(polys[0].interiors) == 1
     assert len(polys[0].exterior.coords) == 5  # no vertex left where the borders cut the outline
+
+
+def _plain_walk(nxt):
+    """Reference for the walking order: follow each cycle from its smallest edge, cycles by smallest edge."""
+    seen, order, ids = set(), [], []
+    for i in range(len(nxt)):
+        if i in seen:
+            continue
+        j = i
+        while j not in seen:
+            seen.add(j)
+            order.append(j)
+            ids.append(i)
+            j = int(nxt[j])
+    return np.array(order, np.int64), np.array(ids, np.int64)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_walk_order_follows_each_cycle_from_its_smallest_edge(seed):
+    from geodetect.outlines import _walk_order
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 500))
+    perm, nxt = rng.permutation(n), np.empty(n, np.int64)
+    cuts = np.sort(rng.choice(np.arange(1, n), size=int(rng.integers(0, n)), replace=False)) if n > 1 else []
+    for cycle in np.split(perm, cuts):  # cycles of random lengths over scattered edges
+        nxt[cycle] = np.roll(cycle, -1)
+    order, ids = _walk_order(nxt)
+    ref_order, ref_ids = _plain_walk(nxt)
+    assert np.array_equal(order, ref_order) and np.array_equal(ids, ref_ids)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_many_thin_strips_of_speckle_equal_the_whole_image(seed):
+    """Regions inside a strip are outlined as the strip comes, the others at the end: the same polygons."""
+    rng = np.random.default_rng(100 + seed)
+    h, w, ncls = 90, 70, 2
+    cls = np.where(ndimage.gaussian_filter(rng.random((h, w)), 1.0) > 0.5, rng.integers(1, ncls + 1, (h, w)), 0)
+    bounds = list(range(0, h, int(rng.integers(3, 12)))) + [h]
+    (polys, region), classes = _strip_ids(cls, bounds, ncls)
+    ref = []
+    for c in range(1, ncls + 1):
+        lab, n = ndimage.label(cls == c)
+        ref += [(c, g) for g in outline_polygons(lab, n)]
+    got_cls = np.zeros(len(polys), int)
+    got_cls[region[region >= 0]] = classes[region >= 0]
+    assert len(polys) == len(ref) > 100
+    key = lambda c, g: (c, g.bounds, g.area)  # noqa: E731
+    for (cx, x), (cy, y) in zip(sorted(zip(got_cls, polys), key=lambda t: key(*t)), sorted(ref, key=lambda t: key(*t))):
+        assert cx == cy and shapely.is_valid(x) and x.equals(y)
