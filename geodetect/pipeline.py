@@ -247,7 +247,9 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
     from geodetect.stac import scene_override, scene_source, with_item_columns
 
     spec = det.spec
-    with rasterio.Env(GDAL_CACHEMAX=opts.gdal_cache_mb * 2**20), \
+    # GDAL_NUM_THREADS is taken by GeoTIFF handles when they open: each read of several compressed blocks (a tile
+    # spans 2 x 2 of them) decodes them in parallel, in whichever thread reads
+    with rasterio.Env(GDAL_CACHEMAX=opts.gdal_cache_mb * 2**20, GDAL_NUM_THREADS=decode_threads()), \
             scene_source(path, spec.bands, opts.band_override) as src:  # a STAC item: its bands stacked in a VRT
         with open_scene(
             src,
@@ -274,6 +276,18 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
                 )
                 log.info("%s: %s", scene.scene_id, st.notes[-1])
             return gdf, st
+
+
+def decode_threads() -> str:
+    """Threads GDAL may use to decode the blocks of one read: ``GDAL_NUM_THREADS`` if set, else the cores this
+    process may run on, at most 4 (a tile spans about 4 blocks)."""
+    if os.environ.get("GDAL_NUM_THREADS"):
+        return os.environ["GDAL_NUM_THREADS"]
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        n = os.cpu_count() or 1
+    return str(max(1, min(4, n)))
 
 
 def _batches(scene: Scene, tiling: Tiling, tile_ids, batch_size: int, stats: SceneStats, stop: threading.Event,

@@ -130,3 +130,21 @@ def test_web_mercator_pixels_measured_on_the_ground(write_raster):
     assert not open_scene(path, bands=(1,), gsd_m=23.7).resampled
     s = open_scene(path, bands=(1,), gsd_m=30.0)  # a 30 m detector: 23.7 m pixels are resampled to 30 m
     assert s.resampled and s.width == round(100 * 23.7 / 30)
+
+
+def test_blocks_decoded_in_threads_give_the_same_detections(write_raster, monkeypatch):
+    """GeoTIFF handles open with GDAL_NUM_THREADS (parallel decoding of a tile's blocks): nothing changes but speed."""
+    from geodetect.pipeline import decode_threads
+
+    rng = np.random.default_rng(3)
+    spots = [tuple(int(v) for v in rng.integers(10, 590, 2)) for _ in range(60)]
+    img = np.stack([_spots((600, 600), spots)] * 3) + rng.integers(0, 20, (3, 600, 600)).astype(np.uint8)
+    path = write_raster(img, tiled=True, blockxsize=64, blockysize=64, compress="deflate")
+    monkeypatch.delenv("GDAL_NUM_THREADS", raising=False)
+    assert 1 <= int(decode_threads()) <= 4
+    many = gd.detect(path, BrightPoints, tile_size=256, overlap=32, progress=False)
+    monkeypatch.setenv("GDAL_NUM_THREADS", "1")  # the user's setting wins
+    assert decode_threads() == "1"
+    one = gd.detect(path, BrightPoints, tile_size=256, overlap=32, progress=False)
+    assert len(many) > 40
+    assert many.geometry.equals(one.geometry) and np.array_equal(many.score.to_numpy(), one.score.to_numpy())
