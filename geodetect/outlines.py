@@ -77,7 +77,7 @@ def _successors(x0, y0, d, lab, al, ar, width):
     nxt = order[np.minimum(pos, len(order) - 1)]
     if len(nxt) and not np.array_equal(key[nxt], want):  # every walk must find its next edge
         raise AssertionError("outline tracing found an unclosed boundary")
-    return nxt
+    return nxt.astype(np.int32) if len(nxt) < 2**31 else nxt
 
 
 def _walk_order(nxt):
@@ -121,22 +121,35 @@ def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0)
     d_s = d[order]
     first = np.flatnonzero(np.r_[True, rep_s[1:] != rep_s[:-1]])
     last = np.r_[first[1:], len(order)] - 1
-    prev_d = np.r_[-1, d_s[:-1]]
+    prev_d = np.empty_like(d_s)
+    prev_d[1:] = d_s[:-1]
     prev_d[first] = d_s[last]
     corner = d_s != prev_d  # a vertex only where the outline turns
+    del d_s, prev_d, first, last
     keep = order[corner]
     ring_of = rep_s[corner]
-    # signed area of each cycle (shoelace over all its edges): > 0 for a shell, < 0 for a hole
-    x1, y1 = x0 + _DX[d], y0 + _DY[d]
-    reps, ring_idx = np.unique(ring_of, return_inverse=True)
-    area2 = np.bincount(rep_s, weights=(x0 * y1 - x1 * y0)[order].astype(np.float64), minlength=len(nxt))[reps]
+    del order, rep_s, corner
+    # rings are runs of ring_of (cycles in the order of their smallest edge): numbered 0.. in that order
+    start = np.flatnonzero(np.r_[True, ring_of[1:] != ring_of[:-1]])
+    reps = ring_of[start]
+    ring_idx = np.zeros(len(keep), np.int64)
+    ring_idx[start[1:]] = 1
+    ring_idx = np.cumsum(ring_idx)
+    del ring_of
+    # signed area of each ring (shoelace over its vertices): > 0 for a shell, < 0 for a hole
+    vx, vy = x0[keep].astype(np.int64), y0[keep].astype(np.int64)
+    nv = np.arange(1, len(keep) + 1)
+    nv[np.r_[start[1:], len(keep)] - 1] = start  # each ring's last vertex is followed by its first
+    area2 = np.bincount(ring_idx, weights=(vx * vy[nv] - vx[nv] * vy).astype(np.float64), minlength=len(reps))
+    del nv
     ring_label = lab[reps]
     ring_order = np.lexsort((area2 < 0, ring_label))  # per label: its shell first, then its holes
     rank = np.empty_like(ring_order)
     rank[ring_order] = np.arange(len(ring_order))
     vert_ring = rank[ring_idx]
     by_ring = np.argsort(vert_ring, kind="stable")  # vertices stay in walking order within a ring
-    coords = np.column_stack([x0[keep][by_ring] + col0, y0[keep][by_ring] + row0]).astype(np.float64)
+    coords = np.column_stack([vx[by_ring] + col0, vy[by_ring] + row0]).astype(np.float64)
+    del vx, vy
     rings = shapely.linearrings(coords, indices=vert_ring[by_ring])
     labels_sorted = ring_label[ring_order]
     shells = labels_sorted[np.r_[True, labels_sorted[1:] != labels_sorted[:-1]]]
@@ -164,29 +177,41 @@ def outline_polygons(lab: np.ndarray, n: int, row0: float = 0.0, col0: float = 0
 class Outliner:
     """Outlines of an image given strip by strip (top to bottom), regions joined across strip borders.
 
-    Each strip comes as region ids unique over the whole image (0 = off) and a class per id; regions
-    of one class that touch across a border (4-connected) become one. :meth:`finish` returns the
-    polygons of the joined regions and, for every id, the index of the region it became.
-    Regions that touch neither border row of their strip are outlined as soon as the strip is added; only the
-    boundary edges of regions touching a border wait for :meth:`finish`. Memory: the edges of one strip, those
-    of the regions on the borders, two rows per border and the polygons made so far, never a whole image.
+    Each strip comes as region ids (0 = off) numbered on from the previous strip's (the first strip's from 1)
+    and the class of each new id; regions of one class that touch across a border (4-connected) become one.
+    :meth:`finish` returns the polygons of the joined regions and, for every id, the index of the region it
+    became.
+
+    Regions are outlined as soon as nothing below can change them: those touching neither border row of their
+    strip when the strip comes, joined ones once none of their ids is on the last row seen. Memory: the edges
+    of one strip and of the regions still reaching the last row, two rows per border and the polygons made so
+    far, never a whole image.
     """
 
     def __init__(self, width: int):
         self.width = width
-        self._parts = []  # per strip: x0, y0, d, id, ahead-left id, ahead-right id (-1: on a border, set later)
-        self._borders = []  # (vertex row, ids of the row above, ids of the row below)
-        self._prev = None  # (row after the last strip, its last row of ids)
-        self._done = []  # per strip: (ids of its regions touching no strip border, their polygons)
+        self._next = 1  # the next strip's first id
+        self._parts = []  # edges of regions touching a border, not yet outlined: (x0, y0, d, id, al, ar), -1: ahead unknown
+        self._pairs = []  # (ids above, ids below) of one class touching across a border, not yet outlined
+        self._rows = {}  # vertex row of each border -> (ids of the row above, ids of the row below)
+        self._prev = None  # (row after the last strip, its last row of ids, its classes, its first id)
+        self._done = []  # (polygons, key of each = its region's smallest id, member ids, their keys)
 
-    def add(self, ids: np.ndarray, row0: int) -> None:
-        """Region ids (h, w) of rows [row0, row0 + h); strips must follow each other without gaps."""
+    def add(self, ids: np.ndarray, row0: int, classes) -> None:
+        """Region ids (h, w) of rows [row0, row0 + h), and ``classes``: the class of each of its ids in order
+        (ids ``first .. first + len(classes) - 1``, ``first`` one past the previous strip's); strips follow each
+        other without gaps."""
         ids = np.asarray(ids)
+        classes = np.asarray(classes)
         h = ids.shape[0]
+        first = self._next
         if self._prev is not None and self._prev[0] != row0:
             raise ValueError(f"strips must follow each other: expected row {self._prev[0]}, got {row0}")
+        if ids.size and (ids.max(initial=0) >= first + len(classes) or ids[ids > 0].min(initial=first) < first):
+            raise ValueError(f"strip ids must be 0 or {first}..{first + len(classes) - 1}")
+        self._next = first + len(classes)
         p = np.pad(ids, 1)
-        top = 0 if self._prev is None else 1  # horizontal edges on a border are made from both sides' rows later
+        top = 0 if self._prev is None else 1  # horizontal edges on a border are made from both sides' rows
         x0, y0, d, lab = _edges(p, range(top, h))  # the last vertex row: with the next strip, or in finish()
         al, ar = _ahead(p, x0, y0, d)
         # an edge ending on this strip's first or last vertex row may see pixels of the next or previous strip
@@ -197,94 +222,120 @@ class Outliner:
         y0 += row0
         # regions touching neither border row of the strip are complete: outlined now, their edges let go
         if len(lab):
-            base = int(lab.min())
-            touching = np.zeros(int(lab.max()) - base + 1, bool)
+            touching = np.zeros(len(classes), bool)
             for row in (ids[-1], ids[0]) if self._prev is not None else (ids[-1],):
-                r = row[(row >= base) & (row - base < len(touching))]
-                touching[r - base] = True
-            done = ~touching[lab - base]
+                touching[row[row > 0] - first] = True
+            done = ~touching[lab - first]
             if done.any():
-                present = np.zeros(len(touching), np.int64)
-                present[lab[done] - base] = 1
+                present = np.zeros(len(classes), np.int64)
+                present[lab[done] - first] = 1
                 rank = np.cumsum(present)  # complete ids numbered 1..k in id order
                 e = (x0[done], y0[done], d[done])
                 nxt = _successors(*e, lab[done], al[done], ar[done], self.width)
-                polys = _assemble(*e, rank[lab[done] - base], nxt, int(rank[-1]))
-                self._done.append((np.flatnonzero(present) + base, polys))
+                polys = _assemble(*e, rank[lab[done] - first], nxt, int(rank[-1]))
+                own = np.flatnonzero(present) + first
+                self._done.append((polys, own, own, own))
                 keep = ~done
                 x0, y0, d, lab, al, ar = x0[keep], y0[keep], d[keep], lab[keep], al[keep], ar[keep]
         self._parts.append((x0.astype(np.int32), y0, d.astype(np.int8), lab, al, ar))
         if self._prev is not None:
-            self._borders.append((row0, self._prev[1], ids[0].copy()))
-        self._prev = (row0 + h, ids[-1].copy())
+            _, above, prev_classes, prev_first = self._prev
+            m = (above > 0) & (ids[0] > 0)
+            m[m] = prev_classes[above[m] - prev_first] == classes[ids[0][m] - first]
+            self._pairs.append((above[m], ids[0][m]))
+            self._border(row0, above, ids[0], m)
+        self._prev = (row0 + h, ids[-1].copy(), classes, first)
+        if top:
+            self._resolve(ids[-1])
 
-    def finish(self, classes: np.ndarray):
-        """(polygons, region of each id): ``classes[i]`` is id i's class (``classes[0]`` unused).
+    def _border(self, row: int, above: np.ndarray, below: np.ndarray, joined: np.ndarray) -> None:
+        """Keep a border's two rows, and its horizontal edges as edges of the ids either side: an edge wherever
+        the pixels above and below are not one region (``joined``: same class, so one region)."""
+        self._rows[row] = (above.copy(), below.copy())
+        edge = ~joined
+        j_b = np.flatnonzero(edge & (below > 0))  # a region below: an east edge from (j, row)
+        j_a = np.flatnonzero(edge & (above > 0))  # a region above: a west edge from (j + 1, row)
+        x0 = np.concatenate([j_b, j_a + 1]).astype(np.int32)
+        d = np.concatenate([np.zeros(len(j_b), np.int8), np.full(len(j_a), 2, np.int8)])
+        lab = np.concatenate([below[j_b], above[j_a]])
+        unknown = np.full(len(x0), -1, lab.dtype)
+        self._parts.append((x0, np.full(len(x0), row, np.int64), d, lab, unknown, unknown.copy()))
 
-        Polygons are in pixel coordinates of the whole image; region r's polygon is at index r; ids
-        that were not seen map to -1.
-        """
+    def _resolve(self, frontier: np.ndarray) -> None:
+        """Outline the joined regions none of whose ids is on ``frontier`` (the last row seen)."""
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
+        x0, y0, d, lab, al, ar = (np.concatenate(v) for v in zip(*self._parts))
+        if not len(lab):
+            self._parts = []
+            return
+        a = np.concatenate([t[0] for t in self._pairs]) if self._pairs else np.zeros(0, lab.dtype)
+        b = np.concatenate([t[1] for t in self._pairs]) if self._pairs else np.zeros(0, lab.dtype)
+        u = np.unique(lab)  # the ids still waiting; every pair's ids are among them
+        ncomp, comp = connected_components(
+            coo_matrix((np.ones(len(a)), (np.searchsorted(u, a), np.searchsorted(u, b))), shape=(len(u), len(u))),
+            directed=False)
+        open_ = np.zeros(ncomp, bool)
+        f = np.unique(frontier[frontier > 0])
+        open_[comp[np.searchsorted(u, f)]] = True
+        ready = ~open_[comp]  # per waiting id
+        if not ready.any():
+            return
+        at = np.searchsorted(u, lab)
+        e = ready[at]
+        # labels: a joined region = self._next + its component (past every id); any other id stays itself
+        def label(v):
+            v = np.asarray(v).astype(np.int64)
+            i = np.minimum(np.searchsorted(u, v), len(u) - 1)
+            return np.where((v > 0) & (u[i] == v), self._next + comp[i], v)
+
+        ex0, ey0, ed = x0[e], y0[e], d[e]
+        elab = self._next + comp[at[e]]
+        eal, ear = al[e].astype(np.int64), ar[e].astype(np.int64)
+        todo = np.flatnonzero(eal < 0)
+        if len(todo):  # edges ending on a border row: the pixels ahead are in the rows either side of it
+            ends = ey0[todo] + _DY[ed[todo]]
+            for row in np.unique(ends):
+                k = todo[ends == row]
+                above, below = self._rows[int(row)]
+                two = np.pad(np.stack([label(above), label(below)]), 1)
+                eal[k], ear[k] = _ahead(two, ex0[k], ey0[k], ed[k], row_offset=int(row) - 1)
+        known = eal >= 0
+        known[todo] = False
+        eal[known], ear[known] = label(eal[known]), label(ear[known])
+        nxt = _successors(ex0, ey0, ed, elab, eal, ear, self.width)
+        comps = np.unique(comp[ready])  # regions outlined now, numbered 1..k in component order
+        del eal, ear
+        polys = _assemble(ex0, ey0, ed, np.searchsorted(comps, elab - self._next) + 1, nxt, len(comps))
+        key = np.full(ncomp, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(key, comp[ready], u[ready].astype(np.int64))
+        self._done.append((polys, key[comps], u[ready], key[comp[ready]]))
+        keep = ~e
+        self._parts = [(x0[keep], y0[keep], d[keep], lab[keep], al[keep], ar[keep])]
+        pk = ~ready[np.searchsorted(u, a)] if len(a) else np.zeros(0, bool)
+        self._pairs = [(a[pk], b[pk])]
+
+    def finish(self, classes=None):
+        """(polygons, region of each id): region r's polygon is at index r, regions numbered in the order of
+        their smallest id; ids never seen (and 0, off) map to -1. Polygons are in pixel coordinates of the
+        whole image. (``classes`` is not used: the classes came with the strips.)"""
         if self._prev is not None:  # the image's last row: a border with nothing below
-            self._borders.append((self._prev[0], self._prev[1], np.zeros_like(self._prev[1])))
+            last = self._prev[1]
+            self._border(self._prev[0], last, np.zeros_like(last), np.zeros(len(last), bool))
             self._prev = None
-        n_ids = len(classes)
-        classes = np.asarray(classes)
-        a, b = [], []
-        for _, top, bottom in self._borders:  # regions of one class touching across a border are one
-            m = (top > 0) & (bottom > 0) & (classes[top] == classes[bottom])
-            a.append(top[m]); b.append(bottom[m])
-        a = np.concatenate(a) if a else np.zeros(0, np.int64)
-        b = np.concatenate(b) if b else np.zeros(0, np.int64)
-        _, comp = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n_ids, n_ids)), directed=False)
-        seen = np.zeros(n_ids, bool)
-        for part in self._parts:
-            seen[part[3]] = True
-        for done_ids, _ in self._done:
-            seen[done_ids] = True
-        # regions numbered 1..m in the order of their smallest id; -1 for ids never seen (and 0, off)
-        first_id = np.full(n_ids, n_ids, np.int64)
-        np.minimum.at(first_id, comp[seen], np.flatnonzero(seen))
-        used = np.flatnonzero(first_id < n_ids)
-        region_of_comp = np.full(n_ids, -1, np.int64)
-        region_of_comp[used[np.argsort(first_id[used], kind="stable")]] = np.arange(len(used))
-        region = np.where(seen, region_of_comp[comp], -1)
-        region[0] = -1
-        root = np.where(region >= 0, region + 1, 0)  # 1..m for regions, 0 off
-        xs, ys, ds, ls, als, ars = (list(t) for t in zip(*self._parts)) if self._parts else ([], [], [], [], [], [])
-        ls = [root[v] for v in ls]
-        als = [np.where(v < 0, -1, root[np.maximum(v, 0)]) for v in als]
-        ars = [np.where(v < 0, -1, root[np.maximum(v, 0)]) for v in ars]
-        # the rows either side of each border, in regions, padded: for the border's own horizontal edges and for
-        # the pixels ahead of edges ending on it
-        rows = {row: np.pad(np.stack([root[top], root[bottom]]), 1) for row, top, bottom in self._borders}
-        for row, two in rows.items():
-            x0, y0, d, lab = _edges(two, range(1, 2), vertical=False)
-            xs.append(x0.astype(np.int32)); ys.append(y0 - 1 + row); ds.append(d.astype(np.int8)); ls.append(lab)
-            als.append(np.full(len(x0), -1, np.int64)); ars.append(np.full(len(x0), -1, np.int64))
-        x0, y0, d, lab = (np.concatenate(v) for v in (xs, ys, ds, ls))
-        al, ar = np.concatenate(als), np.concatenate(ars)
-        x0, d = x0.astype(np.int64), d.astype(np.int64)
-        todo = al < 0
-        if todo.any():  # edges ending on a border row: the pixels ahead are in the rows either side of it
-            ends = y0[todo] + _DY[d[todo]]
-            t_al, t_ar = np.empty(int(todo.sum()), np.int64), np.empty(int(todo.sum()), np.int64)
-            idx = np.flatnonzero(todo)
-            for row, two in rows.items():
-                k = ends == row
-                t_al[k], t_ar[k] = _ahead(two, x0[idx[k]], y0[idx[k]], d[idx[k]], row_offset=row - 1)
-            al[idx], ar[idx] = t_al, t_ar
-        m = len(used)
-        geoms = np.empty(m, dtype=object)
-        for done_ids, polys in self._done:  # complete in their strip: each id is a region of its own
-            geoms[region[done_ids]] = polys
-        self._done = []
-        if len(lab):  # the regions that touch a strip border, joined: numbered 1..k for outlining
-            nxt = _successors(x0, y0, d, lab, al, ar, self.width)
-            present = np.zeros(m + 1, np.int64)
-            present[lab] = 1
-            rank = np.cumsum(present)
-            geoms[np.flatnonzero(present) - 1] = _assemble(x0, y0, d, rank[lab], nxt, int(rank[-1]))
+            self._resolve(np.zeros(0, np.int64))
+        n_ids = self._next
+        done, self._done = self._done, []
+        region = np.full(n_ids, -1, np.int64)
+        if not done:
+            return np.zeros(0, dtype=object), region
+        polys = np.concatenate([t[0] for t in done])
+        keys = np.concatenate([np.asarray(t[1], np.int64) for t in done])
+        order = np.argsort(keys, kind="stable")
+        geoms = np.empty(len(polys), dtype=object)
+        geoms[:] = polys[order]
+        sorted_keys = keys[order]
+        for _, _, members, member_keys in done:
+            region[np.asarray(members, np.int64)] = np.searchsorted(sorted_keys, np.asarray(member_keys, np.int64))
         return geoms, region

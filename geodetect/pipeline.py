@@ -278,6 +278,16 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
             return gdf, st
 
 
+def _release_working_memory(det) -> None:
+    """Call the detector's optional ``release_working_memory()`` (ONNX detectors have one); never fails the run."""
+    release = getattr(det, "release_working_memory", None)
+    if callable(release):
+        try:
+            release()
+        except Exception as exc:  # noqa: BLE001 - only memory is at stake
+            log.debug("release_working_memory of %s failed: %s", det.spec.name, exc)
+
+
 def decode_threads() -> str:
     """Threads GDAL may use to decode the blocks of one read: ``GDAL_NUM_THREADS`` if set, else the cores this
     process may run on, at most 4 (a tile spans about 4 blocks)."""
@@ -565,6 +575,8 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
         bar.close()
         if mosaic is not None and not finished:  # an error, Ctrl-C or SIGTERM: the on-disk blend goes too
             mosaic.cleanup()
+    if mosaic is not None and len(tile_ids) > 4 * batch_size:
+        _release_working_memory(det)  # a big mask is polygonised next: the model's buffers are not needed now
     width = 2 if task is Task.POINTS else 4
     xy = np.concatenate(coords) if coords else np.zeros((0, width))
     cid = np.concatenate(cids).astype(np.int64) if cids else np.zeros(0, np.int64)

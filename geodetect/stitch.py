@@ -327,13 +327,13 @@ class MaskMosaic:
         try:
             for r0 in range(lo, hi, strip_rows):
                 ids, c, n, s = self._strip(r0, min(strip_rows, hi - r0), next_id)
-                outliner.add(ids, r0)
+                outliner.add(ids, r0, c)
                 next_id += len(c)
                 classes.append(c); cnts.append(n); sums.append(s)
         finally:
             self.cleanup()
         classes = np.concatenate(classes)
-        geoms, region = outliner.finish(classes)
+        geoms, region = outliner.finish()
         seen = region >= 0
         npix = np.bincount(region[seen], weights=np.concatenate(cnts)[seen], minlength=len(geoms))
         scores = np.bincount(region[seen], weights=np.concatenate(sums)[seen], minlength=len(geoms)) / np.maximum(npix, 1)

@@ -426,3 +426,31 @@ def test_exported_builtin_gives_the_keras_detections(tf, tmp_path, name, monkeyp
     got = gd.detect(scene, cls, progress=False, **kw)
     assert len(want) > 0
     _same_detections(want, got, keras_cls.spec.task)
+
+
+def test_big_mask_scene_gives_back_the_model_memory_before_polygonising(tmp_path, write_raster, monkeypatch):
+    """After the last tile of a big segmentation scene the ONNX detector frees onnxruntime's arena (one shrinking
+    run of one tile); the detections do not change, and a small scene does not pay for it."""
+    from geodetect.onnx import OnnxDetector
+
+    cls = detector_class(_mlm(tmp_path, "mask"))
+    rng = np.random.default_rng(1)
+    arr = (rng.random((3, 400, 400)) * 80).astype(np.uint8)
+    arr[:, 100:180, 60:300] = 240
+    big = write_raster(arr, name="big.tif")  # 7 x 7 tiles of 64 px at stride 56: more than 4 batches of 8
+    small = write_raster(arr[:, :100, :100], name="small.tif")
+    calls = []
+    real = OnnxDetector.release_working_memory
+    monkeypatch.setattr(OnnxDetector, "release_working_memory", lambda self: (calls.append(1), real(self))[1])
+    dets = gd.detect(big, cls, bands="1,2,3", progress=False)
+    assert calls == [1]
+    assert dets.area_m2.sum() == pytest.approx(80 * 240, rel=0.02)
+    gd.detect(small, cls, bands="1,2,3", progress=False)
+    assert calls == [1]  # one batch: nothing to give back
+    det = cls()
+    det.release_working_memory()  # before any batch: nothing to do
+    x = rng.random((3, 64, 64, 3)).astype(np.float32)
+    before = det.predict(x)
+    det.release_working_memory()
+    after = det.predict(x)
+    assert all(np.array_equal(a.probs, b.probs) for a, b in zip(before, after))

@@ -85,13 +85,15 @@ def _strip_ids(cls, bounds, ncls):
     out, classes, next_id = Outliner(w), [0], 1
     for r0, r1 in zip(bounds[:-1], bounds[1:]):
         ids = np.zeros((r1 - r0, w), np.int64)
+        strip_classes = []
         for c in range(1, ncls + 1):
             lab, n = ndimage.label(cls[r0:r1] == c)
             ids[lab > 0] = lab[lab > 0] + next_id - 1
-            classes += [c] * n
+            strip_classes += [c] * n
             next_id += n
-        out.add(ids, r0)
-    return out.finish(np.array(classes)), np.array(classes)
+        out.add(ids, r0, strip_classes)
+        classes += strip_classes
+    return out.finish(), np.array(classes)
 
 
 @pytest.mark.parametrize("seed", range(8))
