@@ -183,9 +183,9 @@ class MaskMosaic:
     """Blended probabilities of a whole scene, thresholded and polygonised in strips.
 
     Each tile's probabilities are added with a weight that is 1 on the region
-    the tile owns (see :mod:`geodetect.io.tiling`) and falls linearly to almost
-    0 halfway to the tile's edges (the outer half of each overlap margin, seen by
-    the network with the least context, gets almost no weight), so in an overlap
+    the tile owns (see :mod:`geodetect.io.tiling`) and falls linearly to 0
+    halfway to the tile's edges (the outer half of each overlap margin, seen by
+    the network with the least context, gets no weight), so in an overlap
     the owner dominates and its neighbour is blended in. The accumulator (C weighted sums + the weight sum,
     float32) is a numpy array when it fits in :attr:`MEMORY_BUDGET`, and a tiled
     scratch GeoTIFF beyond, so memory does not grow with the scene.
@@ -204,7 +204,6 @@ class MaskMosaic:
     :func:`join_pieces` to join with the neighbouring blocks' pieces.
     """
 
-    EDGE_WEIGHT = 1e-3
     #: scenes whose accumulator fits in this many bytes are blended in memory, larger ones on disk
     MEMORY_BUDGET = 128 * 2**20
 
@@ -369,8 +368,9 @@ class MaskMosaic:
 
 
 def _ramp(length: int, lo: int, hi: int) -> np.ndarray:
-    """Blend weights along one axis of a tile: 1 on its owned part [lo, hi), rising linearly from (almost) 0 over
-    the inner half of each margin; the outer half, next to the tile's edge, gets (almost) no weight.
+    """Blend weights along one axis of a tile: 1 on its owned part [lo, hi), rising linearly from 0 over the inner
+    half of each margin; the outer half, next to the tile's edge, gets no weight (not even a small one: beside a
+    probability near the threshold, a 0.001 weight on an edge pixel's very different value flips the pixel).
 
     A margin only exists where a neighbouring tile owns those pixels, so every pixel keeps weight 1 from its
     owner. The pixels next to a tile's edge are the ones its network saw with the least context (zero padding
@@ -386,7 +386,7 @@ def _ramp(length: int, lo: int, hi: int) -> np.ndarray:
         half = (length - hi) / 2
         m = x > hi
         w[m] = np.clip((length - x[m] - half) / half, 0.0, 1.0)
-    return np.maximum(w, MaskMosaic.EDGE_WEIGHT)
+    return w
 
 
 @functools.lru_cache(maxsize=64)

@@ -4,7 +4,7 @@ A detector whose output at a pixel depends only on a small neighbourhood (here a
 binary band, radius 2) is run through ``gd.detect`` with 64 px tiles and 16 px overlap (the overlap is
 8 times the radius). Pixels within 2 px of a tile's edge see zero padding instead of their neighbours,
 so they are wrong there; the blend (``geodetect.stitch._ramp``) gives the outer half of each overlap
-margin (up to overlap / 4 = 4 px from the edge) almost no weight, so the blended mask must equal the box
+margin (up to overlap / 4 = 4 px from the edge) no weight, so the blended mask must equal the box
 filter run over the whole scene at once, pixel for pixel. The old linear blend (weight rising from the
 tile's edge) lets those wrong edge pixels tip pixels near the threshold: the second test checks that it
 is *not* exact on the same scene, so the first test really tests the blend.
@@ -13,6 +13,7 @@ is *not* exact on the same scene, so the first test really tests the blend.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import geodetect as gd
 from geodetect.plugins import Detector, DetectorSpec, Mask, Task
@@ -77,7 +78,7 @@ def test_old_linear_blend_is_not_exact_on_the_same_scene(write_raster, monkeypat
         if length - hi > 0:
             m = x > hi
             w[m] = 1.0 - (x[m] - hi) / (length - hi + 0.5)
-        return np.maximum(w, stitch.MaskMosaic.EDGE_WEIGHT)
+        return np.maximum(w, np.float32(1e-3))  # the old floor: edge pixels never had zero weight
 
     path, on = _scene(write_raster)
     want = box_mean(on) >= 0.5
@@ -102,3 +103,25 @@ def test_old_linear_blend_is_not_exact_on_the_same_scene(write_raster, monkeypat
         near |= tile & ~inner
     assert not ((got != want) & ~near).any()
 
+
+
+class NearThreshold(Detector):
+    """Test detector: 0.5 + 1e-5 everywhere, 0 on the 2 px next to a tile's edge (as zero padding would give)."""
+
+    spec = DetectorSpec(name="test-near-threshold", version="0.0.1", task=Task.SEGMENTATION, classes=("on",),
+                        bands=(1,), tile_size=64, overlap=16)
+
+    def predict(self, tiles):
+        p = np.full(tiles.shape[:3] + (1,), 0.5 + 1e-5, np.float32)
+        p[:, :2], p[:, -2:], p[:, :, :2], p[:, :, -2:] = 0, 0, 0, 0
+        return [Mask(t) for t in p]
+
+
+def test_edge_pixels_get_no_weight_at_all(write_raster):
+    """A probability just over the threshold stays over it wherever a neighbour's edge pixels overlap: even a
+    0.001 weight on their value (the old blend's floor) would tip it under the threshold there."""
+    path = write_raster(np.full((230, 310), 100, np.uint8))
+    dets = gd.detect(path, NearThreshold, progress=False, crs_out=CRS)
+    # one polygon without holes: the scene less the 2 px frame its border tiles really give 0 (no neighbour there)
+    assert len(dets) == 1
+    assert dets.to_crs(CRS).area.iloc[0] == pytest.approx((230 - 4) * (310 - 4), abs=1e-3)
