@@ -53,9 +53,9 @@ browser-deps:       ## Chromium (Debian) and the pinned kepler.gl / React copies
 bench: venv         ## the benchmark table (ratios measured side by side); saved to bench/results.json
 	$(BIN)/python bench/run.py
 
-bench-peers:        ## geodetect against DeepForest, TorchGeo, geoai, Raster Vision (own venv bench/peers/.venv, GBs of PyPI wheels); bench/peers/results.json
+bench-peers:        ## geodetect against DeepForest, TorchGeo, geoai, Raster Vision (own venv bench/peers/.venv, GBs of PyPI wheels); bench/peers/results.json; PEERS_ARGS="--rss-only --peers torchgeo rastervision --workdir DIR" for peak RSS at 900 Mpx only (run.py --help)
 	[ -f bench/peers/.venv/peers-status.txt ] || bash bench/peers/install.sh
-	nice -n 19 bench/peers/.venv/bin/python bench/peers/run.py
+	nice -n 19 bench/peers/.venv/bin/python bench/peers/run.py $(PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache build *.egg-info

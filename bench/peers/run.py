@@ -3,6 +3,8 @@
 Usage (in the peers' venv, made by bench/peers/install.sh; `make bench-peers` does both):
     bench/peers/.venv/bin/python bench/peers/run.py [--quick] [--peers torchgeo geoai deepforest rastervision]
         [--threads 2] [--size PEER=PIXELS ...]
+    bench/peers/.venv/bin/python bench/peers/run.py --rss-only [--sides peer geodetect] [--peers torchgeo rastervision]
+        [--size PEER=PIXELS ...] --workdir DIR --json FILE
 
 For each peer, its documented large-scene entry point runs the peer's own network with fixed-seed
 random weights (speed and seams are compared, not accuracy), and the same network, exported with
@@ -43,6 +45,19 @@ Figures, each side in its own fresh process:
 - CRS: each side's output georeferenced by the side itself (geodetect: polygons in the scene's CRS;
   peers: their mask with the transform they give it), compared with the reference objects'
   bounds in the scene's CRS: max error in pixels, and whether it is within half a pixel.
+
+--rss-only (issue 18's "peak RSS at 900 Mpx"): the big scene only, 30000^2 (900 Mpx) unless --size, no
+seam scene and no seam figures. Each side (--sides) runs in its own process as above; the parent also
+reads the child's VmHWM from /proc every second, so a side that is stopped (--timeout), killed (the
+kernel's OOM killer: SIGKILL) or stopped because the machine's MemAvailable fell under
+--min-available-mb keeps the peak it had reached, and the row says which (that guard stops the side it
+watches, whatever process took the memory: for clean figures run one side at a time). Recorded per side: seconds,
+peak RSS, the output's size on disk, the load average before and after; geodetect's side also the git
+commit (and whether geodetect/ had uncommitted changes) and the geodetect package it imported. Peers
+whose exported ONNX networks are byte-identical (torchgeo and rastervision: the same FCN, same seed, same
+calibration) share one geodetect run (the second row says "same_onnx_as"). Rows are merged into --json
+when it already holds an --rss-only run, so sides can be run one at a time. The big outputs are deleted
+after each side unless --keep-outputs.
 """
 
 from __future__ import annotations
@@ -479,7 +494,7 @@ def worker(args) -> None:
         cls = detector_class(wd / f"{args.peer}-mlm.json")
         t0 = time.perf_counter()
         dets = gd.detect(args.scene, cls, crs_out=crs, progress=False, batch_size=BATCH)
-        info = {"polygons": len(dets)}
+        info = {"polygons": len(dets), "geodetect_path": str(Path(gd.__file__).parent)}
         dets[["score", "geometry"] if "score" in dets.columns else ["geometry"]].to_file(args.out, driver="GPKG")
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "vmhwm_mb": _vmhwm_mb(), **info}))
@@ -499,6 +514,76 @@ def run_side(peer, side, scene, out, workdir, threads, timeout=3600) -> dict:
         return {"error": (p.stderr.strip().splitlines() or ["?"])[-1][:300], "wall_s": time.perf_counter() - t}
     res = json.loads(p.stdout.strip().splitlines()[-1])
     res["wall_s"] = time.perf_counter() - t
+    return res
+
+
+def _proc_vmhwm_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _mem_available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return float("inf")
+
+
+def run_side_watched(peer, side, scene, out, workdir, threads, timeout, min_available_mb) -> dict:
+    """run_side for --rss-only: the same worker, watched from here every second (VmHWM from /proc), so that
+    a side stopped for time or memory, or killed by the kernel, still reports the peak it had reached."""
+    import signal
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               GEODETECT_ORT_THREADS=str(threads), PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, __file__, "--worker", "--peer", peer, "--side", side, "--scene", scene, "--out", out,
+           "--workdir", str(workdir), "--threads", str(threads)]
+    log, log_out = Path(out + ".stderr"), Path(out + ".stdout")
+    t = time.perf_counter()
+    peak, stopped, min_avail = None, None, float("inf")
+    with open(log, "w") as err, open(log_out, "w") as so:  # files, not pipes: a chatty side cannot block
+        p = subprocess.Popen(cmd, env=env, stdout=so, stderr=err, text=True)
+        while p.poll() is None:
+            try:
+                p.wait(1.0)
+            except subprocess.TimeoutExpired:
+                pass
+            v = _proc_vmhwm_mb(p.pid)
+            peak = v if v is not None else peak
+            avail = _mem_available_mb()
+            min_avail = min(min_avail, avail)
+            if p.poll() is not None:
+                break
+            if time.perf_counter() - t > timeout:
+                stopped = f"not finished in {timeout / 60:g} min (stopped)"
+            elif avail < min_available_mb:
+                stopped = (f"stopped: the machine's available memory fell to {avail:.0f} MB "
+                           f"(< {min_available_mb} MB) at this side's peak RSS {peak or 0:.0f} MB")
+            if stopped:
+                p.kill()
+                p.wait()
+                break
+    stdout = log_out.read_text(errors="replace")
+    wall = time.perf_counter() - t
+    res: dict = {"wall_s": wall, "vmhwm_mb_watched": peak, "min_mem_available_mb": min_avail}
+    tail = (log.read_text(errors="replace").strip().splitlines() or ["?"])[-1][:300]
+    if stopped:
+        res["error"] = stopped
+    elif p.returncode != 0:
+        sig = -p.returncode if p.returncode < 0 else None
+        name = signal.Signals(sig).name if sig else None
+        res["error"] = (f"killed by {name}" + (" (the kernel's OOM killer?)" if name == "SIGKILL" else "")
+                        if sig else f"exit {p.returncode}: {tail}")
+        res["stderr_tail"] = tail
+    else:
+        res.update(json.loads(stdout.strip().splitlines()[-1]))
+    log.unlink(missing_ok=True)
+    log_out.unlink(missing_ok=True)
     return res
 
 
@@ -685,8 +770,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", nargs="+", metavar="PEER=PIXELS", help="another scene side for a peer (e.g. geoai=2048)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds a side may run before it is stopped")
-    ap.add_argument("--json", default=str(HERE / "results.json"))
+    ap.add_argument("--json", default=None, help="default bench/peers/results.json (--rss-only: results_rss.json)")
     ap.add_argument("--workdir", default=None, help="scenes and models (default: a temporary folder)")
+    ap.add_argument("--rss-only", action="store_true", help="peak RSS (and seconds) on the big scene only, "
+                    "30000^2 = 900 Mpx unless --size; no seam scene or figures; rows merged into --json "
+                    "(see the module docstring)")
+    ap.add_argument("--sides", nargs="+", default=["peer", "geodetect"], choices=["peer", "geodetect"],
+                    help="--rss-only: the sides to run (default both)")
+    ap.add_argument("--min-available-mb", type=int, default=1024, help="--rss-only: stop a side when the "
+                    "machine's MemAvailable falls under this (recorded as such, with the peak reached; it stops the side this "
+                    "run watches, whoever used the memory: run one side at a time)")
+    ap.add_argument("--keep-outputs", action="store_true", help="--rss-only: keep the big outputs")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--peer", help=argparse.SUPPRESS)
     ap.add_argument("--side", help=argparse.SUPPRESS)
@@ -695,6 +789,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    if args.rss_only:
+        args.json = args.json or str(HERE / "results_rss.json")
+        return rss_only(args)
+    args.json = args.json or str(HERE / "results.json")
 
     import torch
 
@@ -729,6 +827,134 @@ def main() -> None:
     results["machine"]["load_at_end"] = os.getloadavg()
     Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
     print_table(results)
+
+
+def _git(*a: str) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def _prepare_net(peer: str, wd: Path, seed: int = 0):
+    """The peer's network (fixed seed, calibrated) saved for the peer side, exported for geodetect's."""
+    import hashlib
+
+    import torch
+
+    net = build_net(peer, seed)
+    cal = calibrate(net, peer, seam_array()[0] if peer in BOX_PEERS else None, seam_array()[1])
+    torch.save(net.state_dict(), wd / f"{peer}.pt")
+    export_onnx(net, wd / f"{peer}.onnx", peer)
+    write_model_mlm(peer, wd / f"{peer}.onnx", wd / f"{peer}-mlm.json")
+    (wd / f"{peer}.json").write_text(json.dumps({"seed": seed}))
+    return net, cal, hashlib.sha256((wd / f"{peer}.onnx").read_bytes()).hexdigest()
+
+
+def rss_only(args) -> None:
+    """--rss-only: each side on the big scene, seconds and peak RSS; rows merged into --json."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    wd = Path(args.workdir or tempfile.mkdtemp(prefix="geodetect-peers-rss-"))
+    wd.mkdir(parents=True, exist_ok=True)
+    sizes = {peer: 30000 for peer in args.peers}
+    for item in args.size or []:
+        peer, _, n = item.partition("=")
+        if peer not in sizes or not n.isdigit():
+            raise SystemExit(f"--size {item!r}: write PEER=PIXELS for one of {', '.join(sizes)}")
+        sizes[peer] = int(n)
+    path = Path(args.json)
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if results and results.get("mode") != "rss-only":
+        raise SystemExit(f"{path} holds a full run, not an --rss-only one: give another --json")
+    results.setdefault("mode", "rss-only")
+    results.setdefault("peers", {})
+    results.setdefault("runs", []).append(
+        {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "argv": sys.argv[1:],
+         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                     "mem_total_mb": round(_mem_total_mb()), "load_at_start": os.getloadavg()},
+         "versions": _versions(), "threads": args.threads, "tile": TILE, "overlap": OVERLAP, "batch": BATCH})
+
+    def save():
+        path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+
+    for peer in args.peers:
+        row = results["peers"].setdefault(peer, {})
+        row.pop("error", None)
+        try:
+            n = sizes[peer]
+            big = wd / f"scene{n}.tif"
+            if not big.exists():
+                t = time.perf_counter()
+                big_scene(big, n)
+                print(f"scene {big} made in {time.perf_counter() - t:.0f} s", flush=True)
+            net, cal, onnx_sha = _prepare_net(peer, wd)
+            row.update({"seed": 0, "network": type(net).__name__, "calibration": cal, "onnx_sha256": onnx_sha,
+                        "scene": f"{n}x{n}", "scene_mpx": n * n / 1e6})
+            for side in args.sides:
+                if side == "geodetect":  # a byte-identical network on the same scene: one run serves both rows
+                    twin = next((p for p, r in results["peers"].items() if p != peer
+                                 and r.get("onnx_sha256") == onnx_sha and r.get("scene") == row["scene"]
+                                 and "seconds" in r.get("geodetect", {}).get("big", {})), None)
+                    if twin:
+                        row["geodetect"] = {"same_onnx_as": twin, **{k: v for k, v in results["peers"][twin]
+                                                                     ["geodetect"].items() if k != "same_onnx_as"}}
+                        print(f"{peer:12s} geodetect: same ONNX as {twin}'s, its run stands for both", flush=True)
+                        save()
+                        continue
+                ext = "gpkg" if side == "geodetect" or peer in BOX_PEERS else "tif"
+                out = wd / f"{peer}-{side}-big.{ext}"
+                fig: dict = {"load_before": os.getloadavg(),
+                             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                if side == "geodetect":  # the worker imports geodetect as this process does (same PYTHONPATH)
+                    import geodetect
+
+                    src = Path(geodetect.__file__).parent
+                    dirty = _git("status", "--porcelain", "--", "geodetect")
+                    fig.update({"git_head": _git("rev-parse", "HEAD"), "geodetect_uncommitted": dirty.splitlines(),
+                                "geodetect_path": str(src)})
+                    if (src.parent / "GIT_COMMIT").exists():  # an exported tree (git archive) of one commit
+                        fig["geodetect_commit"] = (src.parent / "GIT_COMMIT").read_text().strip()
+                row[side] = fig
+                save()
+                res = run_side_watched(peer, side, str(big), str(out), wd, args.threads, args.timeout,
+                                       args.min_available_mb)
+                fig.update({"load_after": os.getloadavg(), "big": res})
+                if "seconds" in res:
+                    fig["mpx_per_s"] = row["scene_mpx"] / res["seconds"]
+                    fig["peak_rss_mb"] = res["vmhwm_mb"]
+                else:
+                    fig["peak_rss_mb_reached"] = res.get("vmhwm_mb_watched")
+                if out.exists():
+                    fig["output_mb"] = out.stat().st_size / 2**20
+                    if not args.keep_outputs:
+                        out.unlink()
+                save()
+                print(f"{peer:12s} {side:9s} {json.dumps(fig, default=str)[:600]}", flush=True)
+        except Exception as exc:  # noqa: BLE001 - one peer failing must not lose the others' figures
+            row["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        save()
+    results["runs"][-1]["load_at_end"] = os.getloadavg()
+    save()
+    for peer, row in results["peers"].items():
+        for side in ("peer", "geodetect"):
+            f = row.get(side)
+            if f is None:
+                continue
+            b = f.get("big", {})
+            rss = f.get("peak_rss_mb") or f.get("peak_rss_mb_reached")
+            print(f"{peer} | {side} | {row.get('scene')} | "
+                  + (f"{b['seconds']:.0f} s" if "seconds" in b else b.get("error", "-"))
+                  + f" | {'-' if rss is None else f'{rss:.0f}'} MB" + (f" | same ONNX as {f['same_onnx_as']}"
+                                                                       if "same_onnx_as" in f else ""))
+
+
+def _mem_total_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def run_peer(peer, wd, big, seam, objs, mpx, threads, timeout) -> dict:
