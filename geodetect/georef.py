@@ -136,7 +136,7 @@ def polygons_to_map(polys_px, transform, src_crs, dst_crs):
         xs, ys = _map_xy(transform, src_crs, dst_crs, coords[:, 0], coords[:, 1])
         return np.column_stack([xs, ys])
 
-    out = shapely.transform(polys_px, fn)
+    out = _in_chunks(polys_px, lambda part: shapely.transform(part, fn), object)
     if _is_geographic(dst_crs):
         out = _fix_antimeridian(out)
     return out
@@ -191,5 +191,20 @@ def area_m2(geoms, crs) -> np.ndarray:
             xs, ys = tr.transform(coords[:, 0], coords[:, 1])
             return np.column_stack([xs, ys])
 
-        out[poly] = shapely.area(shapely.transform(geoms[poly], fn))
+        out[poly] = _in_chunks(geoms[poly], lambda part: shapely.area(shapely.transform(part, fn)), np.float64)
+    return out
+
+
+#: geometries transformed at once: the coordinates of a chunk (a few arrays of them) and its transformed copies are
+#: what a transform holds beside its input; millions of polygons at once held gigabytes
+CHUNK = 1 << 16
+
+
+def _in_chunks(geoms: np.ndarray, fn, dtype) -> np.ndarray:
+    """``fn`` (one value per geometry) over ``geoms`` in chunks of :data:`CHUNK`, results in order."""
+    if len(geoms) <= CHUNK:
+        return np.asarray(fn(geoms), dtype=dtype)
+    out = np.empty(len(geoms), dtype=dtype)
+    for i in range(0, len(geoms), CHUNK):
+        out[i:i + CHUNK] = fn(geoms[i:i + CHUNK])
     return out

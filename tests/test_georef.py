@@ -85,3 +85,22 @@ def test_unplaced_image_with_bounds(write_raster):
         gd.detect(path, BrightMask, progress=False)
     dets = gd.detect(path, BrightMask, progress=False, crs="EPSG:32610", bounds=(500000, 4000000, 500100, 4000100))
     assert dets.area_m2.iloc[0] == pytest.approx(400, rel=3e-3)
+
+
+def test_transforms_in_chunks_give_what_one_pass_gives(monkeypatch):
+    """Polygons are georeferenced and measured in chunks (bounded memory on millions of polygons): same results."""
+    import numpy as np
+    import shapely
+    from affine import Affine
+
+    from geodetect import georef
+
+    rng = np.random.default_rng(5)
+    polys = shapely.buffer(shapely.points(rng.random((50, 2)) * 600), rng.uniform(1, 9, 50), quad_segs=3)
+    tr = Affine(0.5, 0.1, 400000, 0.05, -0.5, 5000000)
+    whole = georef.polygons_to_map(polys, tr, "EPSG:32633", "EPSG:4326")
+    area = georef.area_m2(whole, "EPSG:4326")
+    monkeypatch.setattr(georef, "CHUNK", 7)
+    parts = georef.polygons_to_map(polys, tr, "EPSG:32633", "EPSG:4326")
+    assert len(parts) == 50 and all(shapely.equals_exact(a, b, 0) for a, b in zip(whole, parts))
+    assert np.array_equal(georef.area_m2(parts, "EPSG:4326"), area) and (area > 0).all()
