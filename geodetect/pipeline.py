@@ -247,9 +247,9 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
     from geodetect.stac import scene_override, scene_source, with_item_columns
 
     spec = det.spec
-    # GDAL_NUM_THREADS is taken by GeoTIFF handles when they open: with more than 1, each read of several compressed
-    # blocks (a tile spans 2 x 2 of them) decodes them in parallel, in whichever thread reads
-    with rasterio.Env(GDAL_CACHEMAX=opts.gdal_cache_mb * 2**20, GDAL_NUM_THREADS=decode_threads()), \
+    # GDAL decodes a read's compressed blocks in one thread unless the user sets GDAL_NUM_THREADS (GDAL reads the
+    # variable itself): measured on 2 cores, the reader and converter threads already keep both busy
+    with rasterio.Env(GDAL_CACHEMAX=opts.gdal_cache_mb * 2**20), \
             scene_source(path, spec.bands, opts.band_override) as src:  # a STAC item: its bands stacked in a VRT
         with open_scene(
             src,
@@ -286,16 +286,6 @@ def _release_working_memory(det) -> None:
             release()
         except Exception as exc:  # noqa: BLE001 - only memory is at stake
             log.debug("release_working_memory of %s failed: %s", det.spec.name, exc)
-
-
-def decode_threads() -> str:
-    """Threads GDAL may use to decode the blocks of one read: ``GDAL_NUM_THREADS`` if set, else 1.
-
-    Measured on 2 cores (bench io-windows, quiet, 8192² deflate scene, 512 px tiles): the pipeline read 66 MP/s with 1
-    and 56-61 MP/s with 2 (its reader and converter threads already keep both cores busy), and plain threaded reads
-    were not faster with 2 either; so one by default. Set ``GDAL_NUM_THREADS`` for machines with cores to spare.
-    """
-    return os.environ.get("GDAL_NUM_THREADS") or "1"
 
 
 def _batches(scene: Scene, tiling: Tiling, tile_ids, batch_size: int, stats: SceneStats, stop: threading.Event,
