@@ -66,18 +66,23 @@ def _ahead(p: np.ndarray, x0, y0, d, row_offset: int = 0):
     return p[y1 + _AL_R[d], x1 + _AL_C[d]], p[y1 + _AR_R[d], x1 + _AR_C[d]]
 
 
-def _successors(x0, y0, d, lab, al, ar, width):
-    """Index of the edge that follows each edge along its region's outline (see the module's rule)."""
+def _successors(x0, y0, d, lab, al, ar, width, partial: bool = False):
+    """Index of the edge that follows each edge along its region's outline (see the module's rule); with
+    ``partial``, -1 where the next edge is not among those given (else that is an error)."""
     turn = np.where(ar == lab, 3, np.where(al == lab, 0, 1))
     nd = (d + turn) % 4
-    key = (y0 * (width + 1) + x0) * 4 + d
+    key = (np.asarray(y0, np.int64) * (width + 1) + x0) * 4 + d
     order = np.argsort(key, kind="stable")
     want = ((y0 + _DY[d]) * (width + 1) + x0 + _DX[d]) * 4 + nd
+    del turn, nd
     pos = np.searchsorted(key, want, sorter=order)
     nxt = order[np.minimum(pos, len(order) - 1)]
+    nxt = nxt.astype(np.int32) if len(nxt) < 2**31 else nxt
+    if partial:
+        return np.where(key[nxt] == want, nxt, -1).astype(nxt.dtype)
     if len(nxt) and not np.array_equal(key[nxt], want):  # every walk must find its next edge
         raise AssertionError("outline tracing found an unclosed boundary")
-    return nxt.astype(np.int32) if len(nxt) < 2**31 else nxt
+    return nxt
 
 
 def _walk_order(nxt):
@@ -113,10 +118,12 @@ def _walk_order(nxt):
     return order, np.maximum.accumulate(np.where(first[order], order, -1))  # the last cycle start walked past
 
 
-def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0) -> np.ndarray:
-    """Polygons of regions 1..n from their linked edges: label k at k - 1, shell first, then holes."""
-    import shapely
-
+def _rings(x0, y0, d, nxt):
+    """The cycles of ``nxt`` as rings of corner vertices, cycle after cycle in the order of their smallest edge:
+    (vx, vy, each ring's first vertex, each ring's smallest edge, twice each ring's signed area (> 0: a shell))."""
+    if len(nxt) == 0:
+        e = np.zeros(0, np.int64)
+        return e, e, e, e, np.zeros(0)
     order, rep_s = _walk_order(nxt)
     d_s = d[order]
     first = np.flatnonzero(np.r_[True, rep_s[1:] != rep_s[:-1]])
@@ -129,28 +136,52 @@ def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0)
     keep = order[corner]
     ring_of = rep_s[corner]
     del order, rep_s, corner
-    # rings are runs of ring_of (cycles in the order of their smallest edge): numbered 0.. in that order
-    start = np.flatnonzero(np.r_[True, ring_of[1:] != ring_of[:-1]])
+    start = np.flatnonzero(np.r_[True, ring_of[1:] != ring_of[:-1]]) if len(keep) else np.zeros(0, np.int64)
     reps = ring_of[start]
-    ring_idx = np.zeros(len(keep), np.int64)
-    ring_idx[start[1:]] = 1
-    ring_idx = np.cumsum(ring_idx)
     del ring_of
-    # signed area of each ring (shoelace over its vertices): > 0 for a shell, < 0 for a hole
     vx, vy = x0[keep].astype(np.int64), y0[keep].astype(np.int64)
-    nv = np.arange(1, len(keep) + 1)
-    nv[np.r_[start[1:], len(keep)] - 1] = start  # each ring's last vertex is followed by its first
-    area2 = np.bincount(ring_idx, weights=(vx * vy[nv] - vx[nv] * vy).astype(np.float64), minlength=len(reps))
-    del nv
+    return vx, vy, start, reps, _area2(vx, vy, start)
+
+
+def _ring_index(start, n_vertices):
+    """The ring of each vertex, from the rings' first vertices."""
+    idx = np.zeros(n_vertices, np.int64)
+    idx[start[1:]] = 1
+    return np.cumsum(idx)
+
+
+def _area2(vx, vy, start):
+    """Twice the signed area of each ring (shoelace over its vertices)."""
+    nv = np.arange(1, len(vx) + 1)
+    nv[np.r_[start[1:], len(vx)] - 1] = start  # each ring's last vertex is followed by its first
+    return np.bincount(_ring_index(start, len(vx)), weights=(vx * vy[nv] - vx[nv] * vy).astype(np.float64),
+                       minlength=len(start))
+
+
+def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0, holes=None) -> np.ndarray:
+    """Polygons of regions 1..n from their linked edges: label k at k - 1, shell first, then holes; ``holes``
+    (vx, vy, first vertex of each, label of each) are rings outlined earlier, added as holes of their labels."""
+    import shapely
+
+    vx, vy, start, reps, area2 = _rings(x0, y0, d, nxt)
     ring_label = lab[reps]
+    if holes is not None and len(holes[2]):
+        hx, hy, hstart, hlab = holes
+        start = np.r_[start, np.asarray(hstart, np.int64) + len(vx)]
+        vx, vy = np.r_[vx, hx], np.r_[vy, hy]
+        ring_label = np.r_[ring_label, hlab]
+        area2 = np.r_[area2, np.full(len(hlab), -1.0)]
+    ring_idx = _ring_index(start, len(vx))
     ring_order = np.lexsort((area2 < 0, ring_label))  # per label: its shell first, then its holes
     rank = np.empty_like(ring_order)
     rank[ring_order] = np.arange(len(ring_order))
     vert_ring = rank[ring_idx]
+    del ring_idx
     by_ring = np.argsort(vert_ring, kind="stable")  # vertices stay in walking order within a ring
     coords = np.column_stack([vx[by_ring] + col0, vy[by_ring] + row0]).astype(np.float64)
     del vx, vy
     rings = shapely.linearrings(coords, indices=vert_ring[by_ring])
+    del coords, by_ring, vert_ring
     labels_sorted = ring_label[ring_order]
     shells = labels_sorted[np.r_[True, labels_sorted[1:] != labels_sorted[:-1]]]
     if not np.array_equal(shells, np.arange(1, n + 1)) or int((area2 > 0).sum()) != n:
@@ -183,9 +214,12 @@ class Outliner:
     became.
 
     Regions are outlined as soon as nothing below can change them: those touching neither border row of their
-    strip when the strip comes, joined ones once none of their ids is on the last row seen. Memory: the edges
-    of one strip and of the regions still reaching the last row, two rows per border and the polygons made so
-    far, never a whole image.
+    strip when the strip comes, joined ones once none of their ids is on the last row seen. A region still
+    reaching the last row has its holes outlined as they close (every edge of the ring above the last row, and
+    no turn of it decided by a pixel of another region that may still join it): they wait as corner vertices
+    (8 bytes each, not the 30-odd of an edge) for their region's outer outline. Memory: the edges of one strip,
+    the outer outlines and unclosed holes of the regions still reaching the last row, the rows of the borders
+    those look into, and the polygons made so far, never a whole image.
     """
 
     def __init__(self, width: int):
@@ -196,6 +230,7 @@ class Outliner:
         self._rows = {}  # vertex row of each border -> (ids of the row above, ids of the row below)
         self._prev = None  # (row after the last strip, its last row of ids, its classes, its first id)
         self._done = []  # (polygons, key of each = its region's smallest id, member ids, their keys)
+        self._holes = []  # rings closed while their region was open: (vx, vy, first vertex of each, tag, tags)
 
     def add(self, ids: np.ndarray, row0: int, classes) -> None:
         """Region ids (h, w) of rows [row0, row0 + h), and ``classes``: the class of each of its ids in order
@@ -262,7 +297,8 @@ class Outliner:
         self._parts.append((x0, np.full(len(x0), row, np.int64), d, lab, unknown, unknown.copy()))
 
     def _resolve(self, frontier: np.ndarray) -> None:
-        """Outline the joined regions none of whose ids is on ``frontier`` (the last row seen)."""
+        """Outline the joined regions none of whose ids is on ``frontier`` (the last row seen); of the others, the
+        rings that have closed (holes above the last row) are kept as vertices and their edges let go."""
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
@@ -272,49 +308,111 @@ class Outliner:
             return
         a = np.concatenate([t[0] for t in self._pairs]) if self._pairs else np.zeros(0, lab.dtype)
         b = np.concatenate([t[1] for t in self._pairs]) if self._pairs else np.zeros(0, lab.dtype)
-        u = np.unique(lab)  # the ids still waiting; every pair's ids are among them
+        f = np.unique(frontier[frontier > 0])
+        # the ids still waiting: those with edges, those joined to others (an id whose edges all lay on holes
+        # outlined earlier has none left) and those on the last row
+        u = np.unique(np.concatenate([lab, a, b, f.astype(lab.dtype)]))
         ncomp, comp = connected_components(
             coo_matrix((np.ones(len(a)), (np.searchsorted(u, a), np.searchsorted(u, b))), shape=(len(u), len(u))),
             directed=False)
         open_ = np.zeros(ncomp, bool)
-        f = np.unique(frontier[frontier > 0])
         open_[comp[np.searchsorted(u, f)]] = True
         ready = ~open_[comp]  # per waiting id
-        if not ready.any():
-            return
-        at = np.searchsorted(u, lab)
-        e = ready[at]
+        key = np.full(ncomp, np.iinfo(np.int64).max, np.int64)  # a region's key: its smallest id
+        np.minimum.at(key, comp, u.astype(np.int64))
+
         # labels: a joined region = self._next + its component (past every id); any other id stays itself
         def label(v):
             v = np.asarray(v).astype(np.int64)
             i = np.minimum(np.searchsorted(u, v), len(u) - 1)
             return np.where((v > 0) & (u[i] == v), self._next + comp[i], v)
 
-        ex0, ey0, ed = x0[e], y0[e], d[e]
-        elab = self._next + comp[at[e]]
-        eal, ear = al[e].astype(np.int64), ar[e].astype(np.int64)
-        todo = np.flatnonzero(eal < 0)
+        at = np.searchsorted(u, lab)
+        elab = self._next + comp[at]
+        eal, ear = label(al), label(ar)  # -1 (not known yet) stays -1
+        todo = np.flatnonzero(al < 0)
         if len(todo):  # edges ending on a border row: the pixels ahead are in the rows either side of it
-            ends = ey0[todo] + _DY[ed[todo]]
+            ends = y0[todo] + _DY[d[todo]]
             for row in np.unique(ends):
+                if int(row) not in self._rows:  # the last row seen: what lies below is not known yet
+                    continue
                 k = todo[ends == row]
                 above, below = self._rows[int(row)]
                 two = np.pad(np.stack([label(above), label(below)]), 1)
-                eal[k], ear[k] = _ahead(two, ex0[k], ey0[k], ed[k], row_offset=int(row) - 1)
-        known = eal >= 0
-        known[todo] = False
-        eal[known], ear[known] = label(eal[known]), label(ear[known])
-        nxt = _successors(ex0, ey0, ed, elab, eal, ear, self.width)
-        comps = np.unique(comp[ready])  # regions outlined now, numbered 1..k in component order
-        del eal, ear
-        polys = _assemble(ex0, ey0, ed, np.searchsorted(comps, elab - self._next) + 1, nxt, len(comps))
-        key = np.full(ncomp, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(key, comp[ready], u[ready].astype(np.int64))
-        self._done.append((polys, key[comps], u[ready], key[comp[ready]]))
-        keep = ~e
+                eal[k], ear[k] = _ahead(two, x0[k], y0[k], d[k], row_offset=int(row) - 1)
+        del at
+        e = ready[np.searchsorted(u, lab)]
+        done_now = np.zeros(len(lab), bool)
+        if ready.any():
+            done_now |= e
+            comps = np.unique(comp[ready])  # regions outlined now, numbered 1..k in component order
+            nxt = _successors(x0[e], y0[e], d[e], elab[e], eal[e], ear[e], self.width)
+            holes = self._take_holes(u, comp, ready, comps)
+            polys = _assemble(x0[e], y0[e], d[e], np.searchsorted(comps, elab[e] - self._next) + 1, nxt, len(comps),
+                              holes=holes)
+            del nxt, holes
+            self._done.append((polys, key[comps], u[ready], key[comp[ready]]))
+            pk = ~ready[np.searchsorted(u, a)]
+            self._pairs = [(a[pk], b[pk])]
+        # the open regions' rings that have closed: every edge's next one known and final, all of them present
+        o = np.flatnonzero(~e & (eal >= 0) & (ear >= 0))
+        if len(o):
+            def provisional(v):  # a pixel ahead in another region still open: a later join may change the turn
+                j = np.clip(v - self._next, 0, ncomp - 1)
+                return (v >= self._next) & (v != elab[o]) & open_[j]
+
+            o = o[~provisional(eal[o]) & ~provisional(ear[o])]
+        if len(o):
+            nxt = _successors(x0[o], y0[o], d[o], elab[o], eal[o], ear[o], self.width, partial=True)
+            src = np.flatnonzero(nxt >= 0)
+            ncyc, cyc = connected_components(
+                coo_matrix((np.ones(len(src), np.int8), (src, nxt[src])), shape=(len(o), len(o))),
+                directed=True, connection="weak")
+            broken = np.zeros(ncyc, bool)
+            broken[cyc[nxt < 0]] = True
+            closed = ~broken[cyc]
+            if closed.any():
+                c = o[closed]
+                renum = np.full(len(o), -1, np.int64)
+                renum[closed] = np.arange(int(closed.sum()))
+                vx, vy, start, reps, _ = _rings(x0[c], y0[c], d[c], renum[nxt[closed]])
+                tags = key[comp[np.searchsorted(u, lab[c][reps])]]
+                self._holes.append((vx.astype(np.int32), vy.astype(np.int32), start, tags, np.unique(tags)))
+                done_now[c] = True
+            del nxt, src, cyc, closed
+        keep = ~done_now
+        # what waits keeps its raw ids ahead (regions are numbered anew each time); -1 where in the rows of a border
         self._parts = [(x0[keep], y0[keep], d[keep], lab[keep], al[keep], ar[keep])]
-        pk = ~ready[np.searchsorted(u, a)] if len(a) else np.zeros(0, bool)
-        self._pairs = [(a[pk], b[pk])]
+        waiting = self._parts[0][4] < 0
+        needed = set(np.unique(self._parts[0][1][waiting] + _DY[self._parts[0][2][waiting]]).tolist())
+        for row in [r for r in self._rows if r not in needed]:  # a border's rows, once no edge looks into them
+            del self._rows[row]
+
+    def _take_holes(self, u, comp, ready, comps):
+        """The holes outlined earlier of the regions outlined now: (vx, vy, first vertex of each, label 1..k)."""
+        out, kept = [], []
+        for vx, vy, start, tags, utags in self._holes:
+            i = np.minimum(np.searchsorted(u, utags), len(u) - 1)
+            if not np.array_equal(u[i], utags):  # every open region keeps an id with edges or joins
+                raise AssertionError("outlines: a hole's region was lost")
+            if not ready[i].any():
+                kept.append((vx, vy, start, tags, utags))
+                continue
+            ring_ready = ready[np.searchsorted(u, tags)]
+            nv = np.diff(np.r_[start, len(vx)])
+            v_ready = np.repeat(ring_ready, nv)
+            lab = np.searchsorted(comps, comp[np.searchsorted(u, tags[ring_ready])]) + 1
+            out.append((vx[v_ready], vy[v_ready], np.r_[0, np.cumsum(nv[ring_ready])[:-1]], lab))
+            if not ring_ready.all():
+                rest = ~ring_ready
+                kept.append((vx[~v_ready], vy[~v_ready], np.r_[0, np.cumsum(nv[rest])[:-1]], tags[rest],
+                             np.unique(tags[rest])))
+        self._holes = kept
+        if not out:
+            return None
+        offs = np.cumsum([0] + [len(t[0]) for t in out[:-1]])
+        return (np.concatenate([t[0] for t in out]).astype(np.int64), np.concatenate([t[1] for t in out]).astype(np.int64),
+                np.concatenate([t[2] + o for t, o in zip(out, offs)]), np.concatenate([t[3] for t in out]))
 
     def finish(self, classes=None):
         """(polygons, region of each id): region r's polygon is at index r, regions numbered in the order of
@@ -325,6 +423,8 @@ class Outliner:
             self._border(self._prev[0], last, np.zeros_like(last), np.zeros(len(last), bool))
             self._prev = None
             self._resolve(np.zeros(0, np.int64))
+        if self._holes:
+            raise AssertionError("outlines: holes left without their region")
         n_ids = self._next
         done, self._done = self._done, []
         region = np.full(n_ids, -1, np.int64)

@@ -181,3 +181,32 @@ def test_many_thin_strips_of_speckle_equal_the_whole_image(seed):
     key = lambda c, g: (c, g.bounds, g.area)  # noqa: E731
     for (cx, x), (cy, y) in zip(sorted(zip(got_cls, polys), key=lambda t: key(*t)), sorted(ref, key=lambda t: key(*t))):
         assert cx == cy and shapely.is_valid(x) and x.equals(y)
+
+
+def test_holes_of_a_region_still_open_are_outlined_as_they_close():
+    """A region spanning every strip (speckle above the percolation threshold) does not keep the edges of its
+    holes until the end: a hole is let go as vertices once closed, and the polygons equal the whole image's."""
+    from geodetect.outlines import Outliner
+
+    rng = np.random.default_rng(5)
+    h, w = 200, 160
+    on = rng.random((h, w)) < 0.62
+    on[:, 0] = True  # one region through every strip, whatever the speckle does
+    out, next_id, waiting = Outliner(w), 1, []
+    for r0 in range(0, h, 10):
+        lab, n = ndimage.label(on[r0:r0 + 10])
+        out.add(np.where(lab > 0, lab + next_id - 1, 0), r0, np.ones(n, np.int64))
+        next_id += n
+        waiting.append(sum(len(p[0]) for p in out._parts))
+    early = sum(len(t[3]) for t in out._holes)
+    polys, _ = out.finish()
+    lab, n = ndimage.label(on)
+    ref = outline_polygons(lab, n)
+    big = max(ref, key=lambda g: g.area)
+    assert len(big.interiors) > 300 and early > 0.8 * len(big.interiors)  # most holes closed before the end
+    # what waits is the outer outline and the holes not yet closed, a small part of all the region's edges
+    assert max(waiting) < 0.25 * big.length
+    key = lambda g: (g.bounds, g.area)  # noqa: E731
+    assert len(polys) == n
+    for x, y in zip(sorted(polys, key=key), sorted(ref, key=key)):
+        assert shapely.is_valid(x) and x.equals(y) and len(x.interiors) == len(y.interiors)
