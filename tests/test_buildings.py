@@ -198,7 +198,7 @@ def test_weights_load_with_their_hash_and_tampering_is_refused(detector, tmp_pat
 
     mod = _plugin()
     assert detector.input_channels() == 3
-    check_weights_guarded(mod.BuildingSegmenter, mod.WEIGHTS, tmp_path, max_bytes=4e6)
+    check_weights_guarded(mod.BuildingSegmenter, mod.WEIGHTS, tmp_path, max_bytes=16e6)
 
 
 def test_check_detector(detector):
@@ -207,7 +207,7 @@ def test_check_detector(detector):
     report = check_detector(detector)
     assert report["task"] == "SEGMENTATION" and report["classes"] == ("building",)
     spec = detector.spec
-    assert (spec.tile_size, spec.gsd_m, spec.gsd_range) == (256, 2.0, (0.25, 2.5)) and 0 < spec.overlap < 64
+    assert (spec.tile_size, spec.gsd_m, spec.gsd_range) == (256, 1.0, (0.25, 1.25)) and 0 < spec.overlap < 64
     assert 0.3 <= spec.threshold <= 0.7 and spec.min_polygon_px == round(detector.min_area_m2 / spec.gsd_m ** 2)
     # tiles of other sizes are padded for the network and cropped back
     out = detector.predict(np.random.default_rng(0).random((2, 100, 120, 3), dtype=np.float32))
@@ -216,9 +216,9 @@ def test_check_detector(detector):
 
 def test_tta_is_the_mean_of_the_flipped_and_transposed_views(detector):
     """predict (8 views inside one compiled function) equals the mean of the bare network over the 8 flips/rotations,
-    each turned back; 4 views: the four flips. Tiles need not be square."""
+    each turned back; 4 views: the four flips. Tiles need not be square (sides multiples of 32 for the bare network)."""
     mod = _plugin()
-    x = np.random.default_rng(1).random((2, 96, 112, 3), dtype=np.float32)
+    x = np.random.default_rng(1).random((2, 96, 128, 3), dtype=np.float32)
     net = detector._net
 
     def bare(a):
@@ -268,9 +268,9 @@ def test_dubai_split_is_fixed_by_image():
 
 
 #: measured by plugins/building_segmenter/evaluate_real.py on the fixed subset dubai.QUICK_TEST of the real
-#: test images (eval_real.json, test.quick_subset): IoU QUICK_IOU, pixel accuracy QUICK_ACC; the floors sit 0.02 under
-#: (measured before session 9's tile blend; with it: IoU 0.593, pixel accuracy 0.931; the floors were kept)
-QUICK_IOU, QUICK_ACC = 0.593, 0.932
+#: test images (eval_real.json, test.quick_subset; 0.4.0): IoU QUICK_IOU, pixel accuracy QUICK_ACC; the floors sit
+#: 0.02 under (0.3.0 measured 0.593 / 0.931 there: a return to it fails)
+QUICK_IOU, QUICK_ACC = 0.648, 0.943
 
 
 def test_quality_floor_on_real_dubai_test_images(detector, tmp_path):
@@ -293,13 +293,13 @@ def test_quality_floor_on_real_dubai_test_images(detector, tmp_path):
     assert s["pixel_accuracy"] >= QUICK_ACC - 0.02, s
 
 
-def test_scenes_coarser_than_2_5m_are_refused(detector, tmp_path):
-    """A 5 m scene would be blown up 2.5 times: refused with the range in the message."""
+def test_scenes_coarser_than_1_25m_are_refused(detector, tmp_path):
+    """A 2 m scene would be blown up 2 times: refused with the range in the message."""
     from geodetect.errors import GeoreferenceError
     from geodetect.train.placement import write_placed
 
-    path = write_placed(np.full((64, 64, 3), 120, np.uint8), tmp_path / "coarse.tif", 5.0)
-    with pytest.raises(GeoreferenceError, match=r"outside the 0.25-2.5 m building-segmenter was trained for"):
+    path = write_placed(np.full((64, 64, 3), 120, np.uint8), tmp_path / "coarse.tif", 2.0)
+    with pytest.raises(GeoreferenceError, match=r"outside the 0.25-1.25 m building-segmenter was trained for"):
         gd.detect(path, detector, progress=False)
 
 
@@ -319,8 +319,7 @@ def test_blank_and_uniform_scenes_give_almost_no_buildings(detector, tmp_path):
         with rasterio.open(p) as ds:
             scene_m2 = ds.width * ds.height * 1.0
         d = dets[dets.scene_id == Path(p).stem]
-        # measured (0.3.0, 8 views, threshold 0.35): no polygon on any of the four scenes; the tile alone
-        # (-O tta=1) draws one blob of 1,480 m² (1.0 %) on the uniform sand-coloured one (MODEL_CARD.md)
+        # 0.3.0 (8 views, threshold 0.35) drew no polygon on any of the four scenes; 0.4.0: MODEL_CARD.md
         assert d.area_m2.sum() < 0.005 * scene_m2, (p, len(d), d.area_m2.sum())
 
 

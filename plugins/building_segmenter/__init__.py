@@ -1,7 +1,8 @@
-"""building-segmenter: buildings and built-up blocks in metre-class RGB satellite imagery, the U-Net thesis' modified U-Net.
+"""building-segmenter: buildings and built-up blocks in metre-class RGB satellite imagery, a U-Net on EfficientNet-Lite0.
 
-A Keras U-Net (see :mod:`.model` and MODEL_CARD.md) gives each pixel of a
-256 x 256 tile at 2.0 m (512 m across) the probability that it is a building; the host blends
+A Keras U-Net whose encoder is EfficientNet-Lite0 with the real ImageNet weights, fine-tuned (see
+:func:`.model.build_effnet_unet` and MODEL_CARD.md), gives each pixel of a 256 x 256 tile at 1.0 m
+(256 m across) the probability that it is a building; the host blends
 the tiles (each pixel from the tile that owns it, away from tile edges),
 thresholds at the spec's threshold (chosen on the validation images) and
 polygonises: one polygon per connected building area, with ``area_m2``.
@@ -22,8 +23,8 @@ __all__ = ["BuildingSegmenter", "WEIGHTS", "WEIGHTS_SHA256", "tta_model"]
 
 WEIGHTS = Path(__file__).resolve().parent / "building_segmenter.keras"
 #: probability threshold of the 8-view mean, chosen on the validation images by tune_val.py (val_sweep.json)
-THRESHOLD = 0.35
-WEIGHTS_SHA256 = "cca29d817fc4f273a2121204dd53630a268e382c1d3e164656de6cccf1dbe525"
+THRESHOLD = 0.50
+WEIGHTS_SHA256 = "f81640a9b7e1a35cb719aaf755d64db90abd06151c09e673c379b40e1e9d8a38"
 
 
 class BuildingSegmenter(Detector):
@@ -31,30 +32,29 @@ class BuildingSegmenter(Detector):
 
     spec = DetectorSpec(
         name="building-segmenter",
-        version="0.3.0",
+        version="0.4.0",
         task=Task.SEGMENTATION,
         classes=("building",),
         bands=("red", "green", "blue"),
-        # 512 m of context per tile at 2 m: the Dubai masks label whole built-up blocks, which need more
-        # context than the thesis' 128-px windows at 0.3 m gave
+        # 256 m of context per tile at 1 m (multiples of 32: five stride-2 steps in the encoder)
         tile_size=256,
         # every pixel is taken from a tile where it lies >= 16 px from the tile edge
         overlap=32,
-        # the Dubai images (declared 1.0 m, estimated: see MODEL_CARD.md) averaged down 2 x 2: four times
-        # fewer pixels to train on and to run on these CPUs
-        gsd_m=2.0,
-        # trained at 2 m from 1 m images with scale augmentation 0.8-1.25; finer scenes are averaged down
-        # to 2 m by the host; coarser than 2.5 m would be blown up to pixels the model never saw
-        gsd_range=(0.25, 2.5),
+        # the Dubai images' own pixels (declared 1.0 m, estimated: see MODEL_CARD.md): the ImageNet encoder
+        # sees a villa as 12-18 px instead of 6-9 px at 0.3.0's 2 m
+        gsd_m=1.0,
+        # trained at 1 m with scale augmentation 0.8-1.25; finer scenes are averaged down to 1 m by the host;
+        # coarser than 1.25 m would be blown up to pixels the model never saw
+        gsd_range=(0.25, 1.25),
         threshold=THRESHOLD,
         min_polygon_px=0,  # keep every polygon (min_area_m2 below, chosen on validation by tune_val.py)
-        description="buildings / built-up blocks in metre-class RGB satellite imagery (run at 2 m): the U-Net "
-                    "thesis' modified U-Net, trained on real Dubai masks",
+        description="buildings / built-up blocks in metre-class RGB satellite imagery (run at 1 m): a U-Net on an "
+                    "ImageNet EfficientNet-Lite0 encoder, fine-tuned on real Dubai masks",
         licence="Apache-2.0",
         weights_sha256=WEIGHTS_SHA256,
     )
 
-    #: building polygons smaller than this (m² at the spec's 2 m) are dropped by the host, after the tiles
+    #: building polygons smaller than this (m² at the spec's 1 m) are dropped by the host, after the tiles
     #: are blended and polygons cut by tile and strip borders are joined (the spec's min_polygon_px); 0 keeps all
     min_area_m2 = 0.0
 
@@ -90,13 +90,13 @@ class BuildingSegmenter(Detector):
     def load(self) -> None:
         from geodetect.plugins.weights import compiled_keras_model
 
-        self._net, self._run = compiled_keras_model(self.weights, self.sha256, detector=self.spec.name)
-        self._model = self._net
-        if self.tta > 1:
-            from geodetect.plugins.weights import import_tensorflow
+        from geodetect.plugins.weights import import_tensorflow
 
-            self._model = model = tta_model(self._net, self.tta)
-            self._run = import_tensorflow().function(lambda x: model(x, training=False), reduce_retracing=True)
+        self._net, _ = compiled_keras_model(self.weights, self.sha256, detector=self.spec.name)
+        self._model = model = self._net if self.tta == 1 else tta_model(self._net, self.tta)
+        # traced once per tile shape (the host sends tile_size tiles): not reduce_retracing, whose shape-relaxed trace
+        # (height and width None) Keras's bilinear UpSampling2D cannot build
+        self._run = import_tensorflow().function(lambda x: model(x, training=False))
 
     def input_channels(self) -> int | None:
         return None if self._model is None else int(self._model.input_shape[-1])
@@ -108,7 +108,7 @@ class BuildingSegmenter(Detector):
         if not len(x):
             return []
         n, h, w = x.shape[:3]
-        ph, pw = -h % 16, -w % 16  # four 2x2 poolings: pad to multiples of 16
+        ph, pw = -h % 32, -w % 32  # five stride-2 steps in the encoder: pad to multiples of 32
         if ph or pw:
             x = np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
         probs = self._run(np.ascontiguousarray(x)).numpy()[:, :h, :w, :]

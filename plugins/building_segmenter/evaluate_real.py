@@ -37,9 +37,28 @@ else:
 HERE = Path(__file__).resolve().parent
 
 
-def load_detector_class():
-    """BuildingSegmenter, from the installed package."""
-    return importlib.import_module("geodetect_plugins.building_segmenter").BuildingSegmenter
+def load_detector_class(weights=None, gsd_m: float | None = None, gsd_range=None):
+    """BuildingSegmenter, from the installed package; with ``weights``, a subclass that runs that file (its own
+    sha256) at ``gsd_m`` / ``gsd_range``: a candidate scored before it is shipped."""
+    cls = importlib.import_module("geodetect_plugins.building_segmenter").BuildingSegmenter
+    if weights is None:
+        return cls
+    from dataclasses import replace
+
+    from geodetect.plugins.weights import sha256_of
+
+    digest = sha256_of(weights)
+    spec = replace(cls.spec, weights_sha256=digest, gsd_m=float(gsd_m or cls.spec.gsd_m),
+                   gsd_range=tuple(gsd_range or cls.spec.gsd_range))
+
+    class Candidate(cls):
+        def __init__(self, **kw):
+            kw.setdefault("weights", weights)
+            kw.setdefault("sha256", digest)
+            super().__init__(**kw)
+
+    Candidate.spec = spec
+    return Candidate
 
 
 def detect_masks(det, images, folder, *, batch_size: int = 8, gsd_m: float = D.DUBAI_GSD_M):
