@@ -230,7 +230,9 @@ def test_sql_block_form_spreads_blocks_and_equals_gd_detect(spark, write_raster)
     of its own (spread over tasks), a river over every block and a lake across a block border joined into one polygon
     each; equal to gd.detect vertex for vertex (segmentation) and to 1e-9 (points)."""
     lakes = [_lakes(write_raster, f"sqllake{i}.tif", 30 + i) for i in range(2)]
-    pts = [spots(write_raster, "sqlspots.tif", (300, 280), 60, 4)]
+    # 900 rows: 10 units of two tile rows; with 3 (a 300-row scene), Spark's hash partitioning of (path, block) put
+    # all three in one of the 4 shuffle partitions in about one run in ten, depending on the temporary path
+    pts = [spots(write_raster, "sqlspots.tif", (900, 280), 60, 4)]
     gds.register(spark, detectors=[BrightMask, BrightPoints])
     for det, scenes, tol in ((BrightMask, lakes, 0.0), (BrightPoints, pts, 1e-9)):
         name = det.spec.name
