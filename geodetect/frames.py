@@ -102,6 +102,11 @@ def _format_for(path: Path) -> str:
     return fmt
 
 
+#: GeoPackage rows written per append: GDAL is given WKB for this many rows at a time (a few million polygons of a
+#: 900 Mpx scene converted at once held gigabytes beside the table)
+WRITE_CHUNK = 1 << 18
+
+
 def write(dets, path, *, overwrite: bool = True) -> Path:
     """Write detections; the format follows the extension.
 
@@ -125,9 +130,11 @@ def write(dets, path, *, overwrite: bool = True) -> Path:
             elif fmt == "csv":
                 df = dets.drop(columns=dets.geometry.name).assign(wkt=dets.geometry.to_wkt(rounding_precision=-1))
                 df.to_csv(tmp, index=False)
+            elif fmt == "GPKG":  # appended in chunks: the WKB of a chunk at a time, not of every row at once
+                for i in range(0, max(len(dets), 1), WRITE_CHUNK):
+                    dets.iloc[i:i + WRITE_CHUNK].to_file(tmp, driver=fmt, engine="pyogrio", layer=path.stem, append=i > 0)
             else:
-                layer = {"layer": path.stem} if fmt == "GPKG" else {}
-                dets.to_file(tmp, driver=fmt, engine="pyogrio", **layer)
+                dets.to_file(tmp, driver=fmt, engine="pyogrio")
     except GeodetectError:
         raise
     except Exception as exc:  # noqa: BLE001 - a driver's own error types

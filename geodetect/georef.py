@@ -120,26 +120,31 @@ def points_to_map(xy_px: np.ndarray, transform, src_crs, dst_crs):
     return shapely.points(xs, ys)
 
 
-def polygons_to_map(polys_px, transform, src_crs, dst_crs):
+def polygons_to_map(polys_px, transform, src_crs, dst_crs, *, copy: bool = True):
     """Shapely geometries in pixel coordinates -> ``dst_crs``.
 
     In a geographic output CRS, polygons crossing the antimeridian are split
     into a valid MultiPolygon with parts on each side of +/-180.
+
+    ``copy=False`` (for an object array the caller owns and no longer needs in pixels) puts the placed
+    geometries into ``polys_px`` itself, each pixel-space geometry freed as its placed one is made, so a
+    scene's polygons are never held twice (at 900 Mpx of speckle, gigabytes).
     """
     import shapely
 
-    polys_px = np.asarray(polys_px, dtype=object)
+    polys_px = np.array(polys_px, dtype=object) if copy else np.asarray(polys_px, dtype=object)
     if len(polys_px) == 0:
         return polys_px
-
-    def fn(coords: np.ndarray) -> np.ndarray:
+    for i in range(0, len(polys_px), CHUNK):
+        part = polys_px[i:i + CHUNK]  # a view: set_coordinates replaces its geometries in polys_px
+        coords = shapely.get_coordinates(part)
         xs, ys = _map_xy(transform, src_crs, dst_crs, coords[:, 0], coords[:, 1])
-        return np.column_stack([xs, ys])
-
-    out = _in_chunks(polys_px, lambda part: shapely.transform(part, fn), object)
+        del coords
+        shapely.set_coordinates(part, np.column_stack([xs, ys]))
+        del xs, ys
     if _is_geographic(dst_crs):
-        out = _fix_antimeridian(out)
-    return out
+        polys_px = _fix_antimeridian(polys_px)
+    return polys_px
 
 
 def boxes_to_map(xyxy: np.ndarray, transform, src_crs, dst_crs):

@@ -596,7 +596,8 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
             st.seg_pieces = (*mosaic.pieces, scene.transform, scene.crs)
         if mosaic.small_removed:
             st.notes.append(f"{mosaic.small_removed} polygons under {spec.min_polygon_px} px (min_polygon_px) dropped")
-        geoms = georef.polygons_to_map(polys, scene.transform, src_crs, crs_out)
+        geoms = georef.polygons_to_map(polys, scene.transform, src_crs, crs_out, copy=False)
+        del polys  # placed in place: the pixel-space polygons are gone, their memory reused by what follows
     else:
         geoms = georef.boxes_to_map(xy, scene.transform, src_crs, crs_out)
     empty = _check_geometries(geoms, scene.path, crs_out)
@@ -628,9 +629,10 @@ def _check_geometries(geoms, path: str, crs_out) -> np.ndarray:
     if not len(geoms):
         return np.zeros(0, bool)
     empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
-    coords = shapely.get_coordinates(geoms[~empty])
-    if not np.all(np.isfinite(coords)):
-        bad = int((~np.all(np.isfinite(shapely.bounds(geoms[~empty])), axis=1)).sum())
+    full = geoms[~empty]
+    step = georef.CHUNK  # coordinates of a chunk at a time, not of every polygon of a scene at once
+    if not all(np.isfinite(shapely.get_coordinates(full[i:i + step])).all() for i in range(0, len(full), step)):
+        bad = int((~np.all(np.isfinite(shapely.bounds(full)), axis=1)).sum())
         raise GeoreferenceError(
             f"{path}: {max(bad, 1)} of {len(geoms)} detections cannot be placed in {crs_out} (NaN or infinite "
             "coordinates); the scene's placement or the output CRS is wrong for it: check --bounds/--crs/--crs-out"

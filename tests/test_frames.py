@@ -145,6 +145,23 @@ def test_gpkg_layer_named_after_file(tmp_path, dets):
     assert layers == ["lions"]
 
 
+def test_gpkg_written_in_chunks_reads_back_whole(tmp_path, monkeypatch):
+    """A GeoPackage is appended a chunk of rows at a time (bounded memory): every row, in order, one layer."""
+    import geodetect.frames as frames
+
+    n = 23
+    many = make_detections(
+        "d", "1", "s", ["water"] * n, np.linspace(0, 1, n), [shapely.box(i, 0, i + 1, 1 + i % 3) for i in range(n)],
+        np.arange(n, dtype=float), "EPSG:32633",
+    )
+    monkeypatch.setattr(frames, "WRITE_CHUNK", 5)
+    path = geodetect.write(many, tmp_path / "many.gpkg")
+    back = geodetect.read(path)
+    assert len(back) == n and back["area_m2"].tolist() == list(range(n))
+    assert all(shapely.equals(a, b) for a, b in zip(back.geometry, many.geometry))
+    assert back.crs.to_epsg() == 32633
+
+
 def test_overwrite(tmp_path, dets):
     path = tmp_path / "dets.parquet"
     geodetect.write(dets, path)

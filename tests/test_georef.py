@@ -104,3 +104,7 @@ def test_transforms_in_chunks_give_what_one_pass_gives(monkeypatch):
     parts = georef.polygons_to_map(polys, tr, "EPSG:32633", "EPSG:4326")
     assert len(parts) == 50 and all(shapely.equals_exact(a, b, 0) for a, b in zip(whole, parts))
     assert np.array_equal(georef.area_m2(parts, "EPSG:4326"), area) and (area > 0).all()
+    assert shapely.get_coordinates(polys).max() > 100  # copy=True (the default) left the caller's polygons in pixels
+    mine = polys.copy()
+    placed = georef.polygons_to_map(mine, tr, "EPSG:32633", "EPSG:4326", copy=False)
+    assert placed is mine and all(shapely.equals_exact(a, b, 0) for a, b in zip(whole, mine))

@@ -495,7 +495,7 @@ def worker(args) -> None:
         t0 = time.perf_counter()
         dets = gd.detect(args.scene, cls, crs_out=crs, progress=False, batch_size=BATCH)
         info = {"polygons": len(dets), "geodetect_path": str(Path(gd.__file__).parent)}
-        dets[["score", "geometry"] if "score" in dets.columns else ["geometry"]].to_file(args.out, driver="GPKG")
+        gd.write(dets[["score", "geometry"] if "score" in dets.columns else ["geometry"]], args.out)  # geodetect's writer
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "vmhwm_mb": _vmhwm_mb(), **info}))
 
