@@ -604,9 +604,69 @@ def _unit_frame(spark, planned):
 
 _UDTF_SCHEMA = ("detector string, detector_version string, scene_id string, class_name string, score float, "
                 "geometry binary, area_m2 double")
-#: what ``geodetect_units`` yields: one row per work unit, as :func:`plan` makes them (``tiles``: tiles it runs)
-_SQL_UNITS_SCHEMA = _UNIT_SCHEMA + ", tiles long, detector string"
+#: what ``geodetect_units`` yields: one row per work unit, as :func:`plan` makes them (``tiles``: tiles it runs),
+#: biggest first; ``slot`` numbers them 0..n-1 in that order, ``_part`` is :func:`_slot_key` of the slot (what
+#: ``geodetect_blocks`` partitions by) and ``_pad`` evens out the rows' sizes (:func:`_slot_pad`)
+_SQL_UNITS_SCHEMA = _UNIT_SCHEMA + ", tiles long, detector string, slot int, _part int, _pad string"
 _SQL_UNIT_COLUMNS = ("path", "scene_id", "r0", "r1", "block")
+_M32 = 0xFFFFFFFF
+
+
+def _unxorshift(h: int, s: int) -> int:
+    """The inverse of ``h ^= h >>> s`` on 32 bits."""
+    x = h
+    for _ in range(32 // s + 1):
+        x = h ^ (x >> s)
+    return x & _M32
+
+
+def _rotr(x: int, r: int) -> int:
+    return ((x >> r) | (x << (32 - r))) & _M32
+
+
+def _slot_key(slot: int) -> int:
+    """The 32-bit integer whose Spark hash is ``slot``: Spark SQL's ``hash(_slot_key(i)) == i``.
+
+    A ``PARTITION BY`` (and a Python UDTF's ``partitionBy``) shuffles rows to partition
+    ``pmod(hash(key), N)`` (``HashPartitioning``: Murmur3 x86_32 with seed 42, ``N`` the shuffle
+    partitions), so the rows keyed by ``_slot_key(0..n-1)`` land in partitions ``0..n-1`` (``i mod N``
+    when ``n > N``), one each, whatever ``N`` is: no two units share a task by hash luck. Murmur3 of
+    one int is a bijection of 32-bit integers; this runs its steps backwards.
+    """
+    h = slot & _M32
+    h = _unxorshift(h, 16)
+    h = (h * pow(0xC2B2AE35, -1, 1 << 32)) & _M32
+    h = _unxorshift(h, 13)
+    h = (h * pow(0x85EBCA6B, -1, 1 << 32)) & _M32
+    h = _unxorshift(h, 16) ^ 4  # fmix, its length 4 (bytes) included
+    h = _rotr(((h - 0xE6546B64) * pow(5, -1, 1 << 32)) & _M32, 13)
+    k = h ^ 42  # the seed
+    k = _rotr((k * pow(0x1B873593, -1, 1 << 32)) & _M32, 15)
+    k = (k * pow(0xCC9E2D51, -1, 1 << 32)) & _M32
+    return k - (1 << 32) if k >= 1 << 31 else k
+
+
+def _slot_pad(units) -> list[str]:
+    """Characters that bring every unit row to the same size (``path`` + ``scene_id`` + pad): hex digits of a
+    hash chain, which the shuffle's LZ4 compression cannot shrink away.
+
+    Spark's adaptive execution merges neighbouring shuffle partitions while together they hold at most
+    total bytes / default parallelism: with 8 cores, 6 units of 424-character paths and 2 of 31 characters,
+    the two short ones ran in one task (measured). Rows of equal size never pair up while there are no more
+    units than cores.
+    """
+    import hashlib
+
+    size = [len(u[0].encode()) + len(u[1].encode()) for u in units]
+    top = max(size, default=0)
+    pads = []
+    for i, n in enumerate(size):
+        text, block = "", hashlib.sha256(b"geodetect-slot-%d" % i).digest()
+        while len(text) < top - n:
+            text += block.hex()
+            block = hashlib.sha256(block).digest()
+        pads.append(text[: top - n])
+    return pads
 
 
 def _struct(schema: str):
@@ -739,22 +799,29 @@ def _table_functions(extra: dict) -> dict:
         def terminate(self):
             if not self.paths:
                 return
-            for (path, sid, r0, r1, k), tiles in _plan(self.paths, detector_of(self.detector),
-                                                       block_rows=self.block_rows):
-                yield path, sid, int(r0), int(r1), int(k), int(tiles), self.detector
+            planned = _plan(self.paths, detector_of(self.detector), block_rows=self.block_rows)
+            planned = sorted(planned, key=lambda p: -p[1])  # biggest first: Spark starts partitions in order
+            pads = _slot_pad([u for u, _ in planned])
+            for slot, (((path, sid, r0, r1, k), tiles), pad) in enumerate(zip(planned, pads)):
+                yield path, sid, int(r0), int(r1), int(k), int(tiles), self.detector, slot, _slot_key(slot), pad
 
     class BlocksUDTF:
         """``geodetect_blocks(TABLE(units), detector)``: each unit in its own partition; detections of its rows,
-        and (segmentation) the pieces of polygons cut by its borders, for ``geodetect_detect`` to join."""
+        and (segmentation) the pieces of polygons cut by its borders, for ``geodetect_detect`` to join.
+
+        The units of ``geodetect_units`` are partitioned by ``_part`` (:func:`_slot_key`): unit ``slot`` i goes
+        to shuffle partition i, one unit per task. A units table without ``_part`` is partitioned by
+        (path, block), where hashing may put several units in one task."""
 
         @staticmethod
         def analyze(units, detector=None):
-            if not units.isTable or not set(_SQL_UNIT_COLUMNS) <= {f.name for f in units.dataType.fields}:
+            cols = {f.name for f in units.dataType.fields} if units.isTable else set()
+            if not units.isTable or not set(_SQL_UNIT_COLUMNS) <= cols:
                 raise ConfigError("geodetect_blocks: the first argument must be TABLE(units), the rows of "
                                   "geodetect_units(TABLE(scenes), detector)")
             _detector_arg(detector, "geodetect_blocks")
-            return AnalyzeResult(schema=_struct(_PIECES_SCHEMA),
-                                 partitionBy=[PartitioningColumn("path"), PartitioningColumn("block")])
+            by = ["_part"] if "_part" in cols else ["path", "block"]
+            return AnalyzeResult(schema=_struct(_PIECES_SCHEMA), partitionBy=[PartitioningColumn(c) for c in by])
 
         def eval(self, unit, detector):
             import pandas as pd
@@ -792,9 +859,14 @@ def register(spark, *, detections=None, view: str = "detections", detectors=()) 
           'water-segmenter')
 
     ``geodetect_units`` reads the headers and yields the work units of
-    :func:`plan` (one call for all scenes); ``geodetect_blocks`` runs each unit
-    in its own partition and yields its detections and, for segmentation, the
-    pieces of polygons cut by block borders; ``geodetect_detect`` on those rows
+    :func:`plan` (one call for all scenes), biggest first, numbered in ``slot``;
+    ``geodetect_blocks`` runs each unit in its own partition and yields its
+    detections and, for segmentation, the pieces of polygons cut by block
+    borders. Units are not left to hash luck: ``geodetect_blocks`` partitions by
+    ``_part``, a key whose Spark hash is the slot, so unit i goes to shuffle
+    partition i (i mod the partition count), and ``_pad`` gives the unit rows
+    one size, so adaptive execution does not merge two units into one task
+    while there are no more units than cores. ``geodetect_detect`` on those rows
     joins the pieces per scene (one partition per scene). The result equals
     :func:`detect` and ``gd.detect``. One call cannot do this: a Python UDTF's
     input is repartitioned once (its ``analyze`` partitionBy) and cannot turn one

@@ -230,8 +230,7 @@ def test_sql_block_form_spreads_blocks_and_equals_gd_detect(spark, write_raster)
     of its own (spread over tasks), a river over every block and a lake across a block border joined into one polygon
     each; equal to gd.detect vertex for vertex (segmentation) and to 1e-9 (points)."""
     lakes = [_lakes(write_raster, f"sqllake{i}.tif", 30 + i) for i in range(2)]
-    # 900 rows: 10 units of two tile rows; with 3 (a 300-row scene), Spark's hash partitioning of (path, block) put
-    # all three in one of the 4 shuffle partitions in about one run in ten, depending on the temporary path
+    # 900 rows: 10 units of two tile rows (where 3 units run: test_sql_blocks_run_one_unit_per_task_whatever_the_paths)
     pts = [spots(write_raster, "sqlspots.tif", (900, 280), 60, 4)]
     gds.register(spark, detectors=[BrightMask, BrightPoints])
     for det, scenes, tol in ((BrightMask, lakes, 0.0), (BrightPoints, pts, 1e-9)):
@@ -256,6 +255,33 @@ def test_sql_block_form_spreads_blocks_and_equals_gd_detect(spark, write_raster)
     local_mask = gd.detect(lakes, BrightMask, progress=False)
     river = local_mask.geometry.iloc[local_mask["area_m2"].idxmax()]
     assert river.bounds[3] - river.bounds[1] > 0.005  # one polygon over many blocks
+
+
+def test_slot_key_is_the_inverse_of_sparks_hash(spark):
+    """hash() in Spark SQL is the Murmur3 (seed 42) that hash partitioning takes modulo the partition count:
+    hash(_slot_key(i)) == i puts unit i in partition i (i mod N), whatever N is."""
+    want = list(range(1000)) + [-1, 2**31 - 1, -(2**31)]
+    keys = spark.createDataFrame([(gds._slot_key(i),) for i in want], "k int")
+    assert [r.h for r in keys.selectExpr("hash(k) AS h").collect()] == want
+    units = [("a.tif", "a"), ("/some/longer/é.tif", "é"), ("b.tif", "b")]
+    pads = gds._slot_pad(units)  # every row as long as the longest (bytes), the pads differ
+    assert {len((p + s + pad).encode()) for (p, s), pad in zip(units, pads)} == {21} and pads[0] != pads[2]
+
+
+@pytest.mark.slow
+def test_sql_blocks_run_one_unit_per_task_whatever_the_paths(spark, write_raster):
+    """3 units on local[2] with 4 shuffle partitions, under 3 scene names: unit slot i runs in task i, each alone.
+    Partitioned by the hash of (path, block), the units of a name all ran apart, in slot order, for 1 name in 16."""
+    gds.register(spark, detectors=[BrightPoints])
+    units = "SELECT * FROM geodetect_units(TABLE(spread_scenes), 'test-bright-points', 1)"
+    for k in range(3):
+        scene = spots(write_raster, f"spread{k}{'-x' * k}.tif", (140, 120), 40, k)
+        spark.sql(f"CREATE OR REPLACE TEMP VIEW spread_scenes AS SELECT path FROM VALUES ('{scene}') AS t(path)")
+        if k == 0:  # three blocks of equal size: slot = block (biggest first, ties in plan order)
+            assert [(u.block, u.slot) for u in spark.sql(units).collect()] == [(0, 0), (1, 1), (2, 2)]
+        where = spark.sql("SELECT DISTINCT spark_partition_id() AS p, block FROM "
+                          f"geodetect_blocks(TABLE({units}), 'test-bright-points')").collect()
+        assert sorted((r.block, r.p) for r in where) == [(0, 0), (1, 1), (2, 2)], (scene, where)
 
 
 def test_sql_block_form_refuses_bad_calls(spark):
