@@ -92,6 +92,27 @@ def _lite0():
     return lite0
 
 
+def pad_conv_any_size(x, filters, k, s, name, depthwise=False):
+    """``land_use_classifier.model.pad_conv`` for an encoder built for any input size (a multiple of 32).
+
+    A stride-2 convolution pads explicitly like TensorFlow 'same' on an even size, as the ImageNet network did:
+    (k - 2) // 2 rows/columns before, the rest after (3x3: 0 and 1; 5x5: 1 and 2), a ``ZeroPadding2D`` named
+    ``name + "_pad"``, then 'valid'. A stride-1 convolution uses Keras's own 'same' (k // 2 on each side, what
+    ``pad_conv`` pads explicitly) and has no padding layer, as in the shipped model.
+    """
+    from geodetect.plugins.weights import import_tensorflow
+
+    L = import_tensorflow().keras.layers
+    if s == 2:  # TensorFlow 'same' on an even size: (k - 2) // 2 before, the rest after
+        x = L.ZeroPadding2D((((k - 2) // 2, k - 2 - (k - 2) // 2),) * 2, name=name + "_pad")(x)
+        pad = "valid"
+    else:
+        pad = "same"
+    if depthwise:
+        return L.DepthwiseConv2D(k, strides=s, padding=pad, use_bias=False, name=name)(x)
+    return L.Conv2D(filters, k, strides=s, padding=pad, use_bias=False, name=name)(x)
+
+
 def build_effnet_unet(decoder=DECODER, channels: int = 3):
     """U-Net with an EfficientNet-Lite0 encoder: float32 tiles (N, H, W, channels) in 0..1 -> building probability.
 
@@ -111,38 +132,15 @@ def build_effnet_unet(decoder=DECODER, channels: int = 3):
     L = tf.keras.layers
     E = _lite0()
 
-    def bn(x, name):
-        return L.BatchNormalization(epsilon=E.BN_EPS, name=name)(x)
-
-    def relu6(x, name):
-        return L.ReLU(6.0, name=name)(x)
-
-    def pad_conv(x, filters, k, s, name, depthwise=False):
-        if s == 2:  # TensorFlow 'same' on an even size: (k - 2) // 2 before, the rest after
-            x = L.ZeroPadding2D((((k - 2) // 2, k - 2 - (k - 2) // 2),) * 2, name=name + "_pad")(x)
-            pad = "valid"
-        else:
-            pad = "same"
-        if depthwise:
-            return L.DepthwiseConv2D(k, strides=s, padding=pad, use_bias=False, name=name)(x)
-        return L.Conv2D(filters, k, strides=s, padding=pad, use_bias=False, name=name)(x)
-
     inp = L.Input((None, None, channels), name="tiles")
-    x = L.Normalization(mean=list(E.MEAN), variance=[s * s for s in E.STD], name="imagenet_norm")(inp)
-    x = relu6(bn(pad_conv(x, 32, 3, 2, "stem_conv"), "stem_bn"), "stem_relu")
     skips = []
-    for i, (k, s, e, cin, cout) in enumerate(E.LITE0_BLOCKS[:BOTTOM_BLOCK + 1]):
-        p = f"block{i:02d}_"
-        y = x
-        if e != 1:
-            y = relu6(bn(L.Conv2D(cin * e, 1, use_bias=False, name=p + "expand")(y), p + "expand_bn"), p + "expand_relu")
-        y = relu6(bn(pad_conv(y, None, k, s, p + "dw", depthwise=True), p + "dw_bn"), p + "dw_relu")
-        y = bn(L.Conv2D(cout, 1, use_bias=False, name=p + "project")(y), p + "project_bn")
-        if s == 1 and cin == cout:
-            y = L.Add(name=p + "add")([x, y])
-        x = y
+
+    def take_skip(i, y):
         if i in SKIP_BLOCKS:
-            skips.append(x)
+            skips.append(y)
+
+    x = E.stem(E.imagenet_norm(inp), pad=pad_conv_any_size)
+    x = E.mbconv_blocks(x, E.LITE0_BLOCKS[:BOTTOM_BLOCK + 1], pad=pad_conv_any_size, on_block=take_skip)
     for level, (skip, f) in enumerate(zip(reversed(skips), decoder)):
         name = f"dec{level + 1}"
         x = L.UpSampling2D(2, interpolation="bilinear", name=name + "_up")(x)

@@ -53,41 +53,88 @@ def _same_pad(k: int, s: int, size: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def _layers():
+    """``tf.keras.layers`` (TensorFlow imported on call)."""
+    from geodetect.plugins.weights import import_tensorflow
+
+    return import_tensorflow().keras.layers
+
+
+# The building blocks below are shared by every network built on EfficientNet-Lite0 (this classifier, the
+# sea-lion patch classifier, the building segmenter's U-Net encoder). Their layer names are those of
+# :func:`load_torch_weights` and of the shipped ``.keras`` files: do not rename them.
+
+def pad_conv(x, filters, k, s, name, depthwise=False):
+    """A kxk convolution without bias, stride ``s``, padded like TensorFlow 'same' for the static size of ``x``.
+
+    ``x`` must have a known, square spatial size (:func:`_same_pad` of its height pads both axes). When any
+    padding is needed it is a ``ZeroPadding2D`` named ``name + "_pad"``; the convolution ('valid') is named
+    ``name``: a ``DepthwiseConv2D`` when ``depthwise`` (``filters`` is then unused), else a ``Conv2D`` of
+    ``filters``. Callers that build for any input size pass their own function of this signature as ``pad``.
+    """
+    L = _layers()
+    pb, pa = _same_pad(k, s, int(x.shape[1]))
+    if pb or pa:
+        x = L.ZeroPadding2D(((pb, pa), (pb, pa)), name=name + "_pad")(x)
+    if depthwise:
+        return L.DepthwiseConv2D(k, strides=s, padding="valid", use_bias=False, name=name)(x)
+    return L.Conv2D(filters, k, strides=s, padding="valid", use_bias=False, name=name)(x)
+
+
+def bn(x, name):
+    """Batch normalisation with the ImageNet network's epsilon (:data:`BN_EPS`), layer ``name``."""
+    return _layers().BatchNormalization(epsilon=BN_EPS, name=name)(x)
+
+
+def relu6(x, name):
+    """ReLU capped at 6 (Lite's activation), layer ``name``."""
+    return _layers().ReLU(6.0, name=name)(x)
+
+
+def imagenet_norm(x):
+    """The ImageNet input normalisation, ``(x - MEAN) / STD`` on 0..1 RGB, as the layer ``imagenet_norm``."""
+    return _layers().Normalization(mean=list(MEAN), variance=[s * s for s in STD], name="imagenet_norm")(x)
+
+
+def stem(x, pad=pad_conv):
+    """The stem: 3x3 stride-2 convolution to 32 channels, BN, ReLU6 (``stem_conv``, ``stem_bn``, ``stem_relu``)."""
+    return relu6(bn(pad(x, 32, 3, 2, "stem_conv"), "stem_bn"), "stem_relu")
+
+
+def mbconv_blocks(x, blocks=LITE0_BLOCKS, pad=pad_conv, on_block=None):
+    """The MBConv blocks ``blocks`` on ``x`` (rows of :data:`LITE0_BLOCKS` from block 0, e.g. a prefix
+    ``LITE0_BLOCKS[:n]``); returns the last block's output.
+
+    Block ``i``: 1x1 expansion + BN + ReLU6 (when the expansion is not 1), kxk depthwise (``pad``) + BN + ReLU6,
+    1x1 linear projection + BN, and the residual ``Add`` when stride 1 keeps the channels. Its layers are named
+    ``block{i:02d}_`` + ``expand``, ``expand_bn``, ``expand_relu``, ``dw`` (``dw_pad``), ``dw_bn``, ``dw_relu``,
+    ``project``, ``project_bn``, ``add``. ``on_block(i, y)``, when given, is called with each block's output
+    (the U-Net takes its skips there).
+    """
+    L = _layers()
+    for i, (k, s, e, cin, cout) in enumerate(blocks):
+        p = f"block{i:02d}_"
+        y = x
+        if e != 1:
+            y = relu6(bn(L.Conv2D(cin * e, 1, use_bias=False, name=p + "expand")(y), p + "expand_bn"), p + "expand_relu")
+        y = relu6(bn(pad(y, None, k, s, p + "dw", depthwise=True), p + "dw_bn"), p + "dw_relu")
+        y = bn(L.Conv2D(cout, 1, use_bias=False, name=p + "project")(y), p + "project_bn")
+        if s == 1 and cin == cout:
+            y = L.Add(name=p + "add")([x, y])
+        x = y
+        if on_block is not None:
+            on_block(i, x)
+    return x
+
+
 def build_efficientnet_lite0(include_top: bool = True, n_classes: int = 1000, size: int = INPUT_SIZE):
     """EfficientNet-Lite0: (N, size, size, 3) 0..1 RGB -> ImageNet logits, or pooled 1280 features."""
     from geodetect.plugins.weights import import_tensorflow
 
     tf = import_tensorflow()
     L = tf.keras.layers
-
-    def pad_conv(x, filters, k, s, name, depthwise=False):
-        h = int(x.shape[1])
-        pb, pa = _same_pad(k, s, h)
-        if pb or pa:
-            x = L.ZeroPadding2D(((pb, pa), (pb, pa)), name=name + "_pad")(x)
-        if depthwise:
-            return L.DepthwiseConv2D(k, strides=s, padding="valid", use_bias=False, name=name)(x)
-        return L.Conv2D(filters, k, strides=s, padding="valid", use_bias=False, name=name)(x)
-
-    def bn(x, name):
-        return L.BatchNormalization(epsilon=BN_EPS, name=name)(x)
-
-    def relu6(x, name):
-        return L.ReLU(6.0, name=name)(x)
-
     inp = L.Input((size, size, 3), name="rgb")
-    x = L.Normalization(mean=list(MEAN), variance=[s * s for s in STD], name="imagenet_norm")(inp)
-    x = relu6(bn(pad_conv(x, 32, 3, 2, "stem_conv"), "stem_bn"), "stem_relu")
-    for i, (k, s, e, cin, cout) in enumerate(LITE0_BLOCKS):
-        p = f"block{i:02d}_"
-        y = x
-        if e != 1:
-            y = relu6(bn(L.Conv2D(cin * e, 1, use_bias=False, name=p + "expand")(y), p + "expand_bn"), p + "expand_relu")
-        y = relu6(bn(pad_conv(y, None, k, s, p + "dw", depthwise=True), p + "dw_bn"), p + "dw_relu")
-        y = bn(L.Conv2D(cout, 1, use_bias=False, name=p + "project")(y), p + "project_bn")
-        if s == 1 and cin == cout:
-            y = L.Add(name=p + "add")([x, y])
-        x = y
+    x = mbconv_blocks(stem(imagenet_norm(inp)), LITE0_BLOCKS)
     x = relu6(bn(L.Conv2D(FEATURES, 1, use_bias=False, name="head_conv")(x), "head_bn"), "head_relu")
     x = L.GlobalAveragePooling2D(name="pool")(x)
     if include_top:

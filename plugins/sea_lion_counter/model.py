@@ -108,34 +108,11 @@ def build_effnet(size: int = EFFNET_SIZE, last_block: int = EFFNET_LAST_BLOCK):
     import keras
     from keras import layers as L
 
-    from geodetect_plugins.land_use_classifier.model import BN_EPS, LITE0_BLOCKS, MEAN, STD, _same_pad
-
-    def pad_conv(x, filters, k, s, name, depthwise=False):
-        pb, pa = _same_pad(k, s, int(x.shape[1]))
-        if pb or pa:
-            x = L.ZeroPadding2D(((pb, pa), (pb, pa)), name=name + "_pad")(x)
-        if depthwise:
-            return L.DepthwiseConv2D(k, strides=s, padding="valid", use_bias=False, name=name)(x)
-        return L.Conv2D(filters, k, strides=s, padding="valid", use_bias=False, name=name)(x)
-
-    def bn(x, name):
-        return L.BatchNormalization(epsilon=BN_EPS, name=name)(x)
+    from geodetect_plugins.land_use_classifier.model import LITE0_BLOCKS, imagenet_norm, mbconv_blocks, stem
 
     inp = keras.Input((PATCH, PATCH, 3), name="patch")
     x = L.Resizing(size, size, interpolation="bilinear", name="upsample")(inp) if size != PATCH else inp
-    x = L.Normalization(mean=list(MEAN), variance=[s * s for s in STD], name="imagenet_norm")(x)
-    x = L.ReLU(6.0, name="stem_relu")(bn(pad_conv(x, 32, 3, 2, "stem_conv"), "stem_bn"))
-    for i, (k, s, e, cin, cout) in enumerate(LITE0_BLOCKS[: last_block + 1]):
-        p = f"block{i:02d}_"
-        y = x
-        if e != 1:
-            y = L.ReLU(6.0, name=p + "expand_relu")(bn(L.Conv2D(cin * e, 1, use_bias=False, name=p + "expand")(y),
-                                                       p + "expand_bn"))
-        y = L.ReLU(6.0, name=p + "dw_relu")(bn(pad_conv(y, None, k, s, p + "dw", depthwise=True), p + "dw_bn"))
-        y = bn(L.Conv2D(cout, 1, use_bias=False, name=p + "project")(y), p + "project_bn")
-        if s == 1 and cin == cout:
-            y = L.Add(name=p + "add")([x, y])
-        x = y
+    x = mbconv_blocks(stem(imagenet_norm(x)), LITE0_BLOCKS[: last_block + 1])
     x = L.Conv2D(32, 1, activation="relu", name="head_squeeze")(x)
     x = L.Flatten(name="head_flatten")(x)  # keeps where things are
     x = L.Dropout(0.3, name="head_dropout1")(x)
