@@ -178,15 +178,25 @@ def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0,
     vert_ring = rank[ring_idx]
     del ring_idx
     by_ring = np.argsort(vert_ring, kind="stable")  # vertices stay in walking order within a ring
-    coords = np.column_stack([vx[by_ring] + col0, vy[by_ring] + row0]).astype(np.float64)
-    del vx, vy
-    rings = shapely.linearrings(coords, indices=vert_ring[by_ring])
-    del coords, by_ring, vert_ring
     labels_sorted = ring_label[ring_order]
     shells = labels_sorted[np.r_[True, labels_sorted[1:] != labels_sorted[:-1]]]
     if not np.array_equal(shells, np.arange(1, n + 1)) or int((area2 > 0).sum()) != n:
         raise ValueError("outlines: labels must be exactly 1..n, each one 4-connected region")
-    return shapely.polygons(rings, indices=labels_sorted - 1)
+    # flat coordinates, ring after ring, each closed by its first vertex again, made into polygons in one call: no
+    # ring objects beside the polygons (a region with millions of holes was held twice while they were cloned)
+    n_rings = len(ring_order)
+    offsets = np.zeros(n_rings + 1, np.int64)
+    np.cumsum(np.diff(np.r_[start, len(vx)])[ring_order] + 1, out=offsets[1:])
+    coords = np.empty((len(vx) + n_rings, 2), np.float64)
+    pos = vert_ring[by_ring]
+    pos += np.arange(len(vx))  # the i-th vertex in ring order, after one closing vertex for each ring before its own
+    del vert_ring
+    coords[pos, 0] = vx[by_ring] + col0
+    coords[pos, 1] = vy[by_ring] + row0
+    del pos, by_ring, vx, vy
+    coords[offsets[1:] - 1] = coords[offsets[:-1]]
+    firsts = np.searchsorted(labels_sorted, np.arange(1, n + 2))  # each label's first ring (its shell); the end
+    return shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords, (offsets, firsts))
 
 
 def outline_polygons(lab: np.ndarray, n: int, row0: float = 0.0, col0: float = 0.0) -> np.ndarray:
