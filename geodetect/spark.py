@@ -571,6 +571,12 @@ def write(sdf, path, *, crs="EPSG:4326", mode: str = "errorifexists") -> str:
 _INLINE_UNITS = (512, 1 << 20)
 
 
+def _biggest_first(planned):
+    """Planned units (unit, tiles), most tiles first: Spark starts partitions in order, so the longest units start
+    first and the run does not end waiting on a big unit started last."""
+    return sorted(planned, key=lambda p: -p[1])
+
+
 def _unit_frame(spark, planned):
     """The work units as a DataFrame of one unit per partition, the biggest (most tiles) first.
 
@@ -588,7 +594,7 @@ def _unit_frame(spark, planned):
 
     from pyspark.sql import functions as F
 
-    units = [u for u, _ in sorted(planned, key=lambda p: -p[1])]
+    units = [u for u, _ in _biggest_first(planned)]
     n = max(1, len(units))
     cols = [c.split()[0] for c in _UNIT_SCHEMA.split(", ")]
     slots = spark.range(0, n, 1, numPartitions=n)
@@ -800,7 +806,7 @@ def _table_functions(extra: dict) -> dict:
             if not self.paths:
                 return
             planned = _plan(self.paths, detector_of(self.detector), block_rows=self.block_rows)
-            planned = sorted(planned, key=lambda p: -p[1])  # biggest first: Spark starts partitions in order
+            planned = _biggest_first(planned)
             pads = _slot_pad([u for u, _ in planned])
             for slot, (((path, sid, r0, r1, k), tiles), pad) in enumerate(zip(planned, pads)):
                 yield path, sid, int(r0), int(r1), int(k), int(tiles), self.detector, slot, _slot_key(slot), pad
