@@ -181,23 +181,101 @@ def _fix_antimeridian(geoms: np.ndarray) -> np.ndarray:
 
 
 def area_m2(geoms, crs) -> np.ndarray:
-    """Area in square metres in an equal-area projection (0 for points and lines)."""
+    """Area in square metres in an equal-area projection (0 for points and lines).
+
+    Polygons are measured from their coordinates, transformed a slice at a time, never from an equal-area copy of
+    each polygon: a region with millions of holes was held twice (and its coordinates three times more) to be measured.
+    """
     import shapely
 
     geoms = np.asarray(geoms, dtype=object)
     if len(geoms) == 0:
         return np.zeros(0, np.float64)
     out = np.zeros(len(geoms), np.float64)
-    poly = np.isin(shapely.get_type_id(geoms), (3, 6, 7))  # Polygon, MultiPolygon, collection
-    if poly.any():
-        tr = transformer(crs, EQUAL_AREA_CRS)
+    kind = shapely.get_type_id(geoms)
+    if not np.isin(kind, (3, 6, 7)).any():  # Polygon, MultiPolygon, collection
+        return out
+    tr = transformer(crs, EQUAL_AREA_CRS)
+    poly = np.flatnonzero(kind == 3)
+    if len(poly):
+        out[poly] = _polygon_areas(geoms[poly], tr)
+    multi = np.flatnonzero(kind == 6)
+    for i in range(0, len(multi), CHUNK):  # the parts of a chunk of MultiPolygons are copies: a chunk at a time
+        parts, owner = shapely.get_parts(geoms[multi[i:i + CHUNK]], return_index=True)
+        out[multi[i:i + CHUNK]] = np.bincount(owner, weights=_polygon_areas(parts, tr), minlength=len(multi[i:i + CHUNK]))
+        del parts
+    coll = np.flatnonzero(kind == 7)
+    if len(coll):  # rare: measured on an equal-area copy
 
         def fn(coords: np.ndarray) -> np.ndarray:
             xs, ys = tr.transform(coords[:, 0], coords[:, 1])
             return np.column_stack([xs, ys])
 
-        out[poly] = _in_chunks(geoms[poly], lambda part: shapely.area(shapely.transform(part, fn)), np.float64)
+        out[coll] = _in_chunks(geoms[coll], lambda part: shapely.area(shapely.transform(part, fn)), np.float64)
     return out
+
+
+#: rings measured at once by area_m2 (those of a polygon with more holes are measured a block of holes at a time)
+_RINGS = 1 << 16
+#: vertices transformed and summed at once by area_m2 (a ring with more is held whole: 16 bytes a vertex)
+_VERTICES = 1 << 20
+
+
+def _polygon_areas(polys: np.ndarray, tr) -> np.ndarray:
+    """Equal-area area of each Polygon, as GEOS measures it: |shell| - sum of |hole|, rings :data:`_RINGS` at a time."""
+    import shapely
+
+    n_holes = shapely.get_num_interior_rings(polys).astype(np.int64)
+    first = np.zeros(len(polys) + 1, np.int64)  # each polygon's first ring (its shell) in the rings of all, then the end
+    np.cumsum(n_holes + 1, out=first[1:])
+    out = np.zeros(len(polys), np.float64)
+    for k0 in range(0, int(first[-1]), _RINGS):
+        k = np.arange(k0, min(k0 + _RINGS, int(first[-1])))
+        p = np.searchsorted(first, k, "right") - 1
+        j = k - first[p]
+        rings = polys[p]  # a polygon without holes stands for its shell (no ring copied out of it)
+        shell = (j == 0) & (n_holes[p] > 0)
+        hole = j > 0
+        rings[shell] = shapely.get_exterior_ring(rings[shell])
+        rings[hole] = shapely.get_interior_ring(rings[hole], j[hole] - 1)
+        counts = shapely.get_num_coordinates(rings).astype(np.int64)
+        ends = np.cumsum(counts)
+        area = np.empty(len(rings), np.float64)
+        s = 0
+        while s < len(rings):  # rings of at most _VERTICES vertices together (or one bigger ring)
+            e = max(s + 1, int(np.searchsorted(ends, (ends[s - 1] if s else 0) + _VERTICES, "right")))
+            area[s:e] = _ring_areas(shapely.get_coordinates(rings[s:e]), counts[s:e], tr)
+            s = e
+        del rings
+        area[hole] = -area[hole]
+        out[p[0]:p[-1] + 1] += np.bincount(p - p[0], weights=area)
+    return out
+
+
+def _ring_areas(coords: np.ndarray, counts: np.ndarray, tr) -> np.ndarray:
+    """|area| of each ring of flat XY ``coords`` (ring r: the next ``counts[r]`` rows) after ``tr``, summed as GEOS
+    does (shoelace with x taken from the ring's first vertex; 0 under 3 vertices). ``coords`` is overwritten."""
+    n = len(coords)
+    starts = np.zeros(len(counts), np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    ends = starts + counts
+    for a in range(0, n, _VERTICES):  # contiguous copies of a slice, transformed in place
+        x, y = coords[a:a + _VERTICES, 0].copy(), coords[a:a + _VERTICES, 1].copy()
+        x, y = tr.transform(x, y, inplace=True)
+        coords[a:a + _VERTICES, 0], coords[a:a + _VERTICES, 1] = x, y
+        del x, y
+    x, y = coords[:, 0], coords[:, 1]
+    x0 = x[np.minimum(starts, max(n - 1, 0))] if n else np.zeros(len(counts))
+    sums = np.zeros(len(counts), np.float64)
+    for a in range(1, n - 1, _VERTICES):  # vertex i adds (x[i] - x0) * (y[i - 1] - y[i + 1]) but its ring's first and last
+        b = min(a + _VERTICES, n - 1)
+        i = np.arange(a, b)
+        r = np.searchsorted(starts, i, "right") - 1  # the ring of each vertex (an empty ring shares the next one's start)
+        t = (x[a:b] - x0[r]) * (y[a - 1:b - 1] - y[a + 1:b + 1])
+        t[(i == starts[r]) | (i >= ends[r] - 1)] = 0.0
+        first = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+        sums[r[first]] += np.add.reduceat(t, first)
+    return np.abs(sums) / 2.0
 
 
 #: geometries transformed at once: the coordinates of a chunk (a few arrays of them) and its transformed copies are
