@@ -164,39 +164,50 @@ def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0,
     import shapely
 
     vx, vy, start, reps, area2 = _rings(x0, y0, d, nxt)
+    parts = [(vx, vy, start)]
     ring_label = lab[reps]
     if holes is not None and len(holes[2]):
         hx, hy, hstart, hlab = holes
-        start = np.r_[start, np.asarray(hstart, np.int64) + len(vx)]
-        vx, vy = np.r_[vx, hx], np.r_[vy, hy]
+        parts.append((hx, hy, np.asarray(hstart, np.int64)))
         ring_label = np.r_[ring_label, hlab]
         area2 = np.r_[area2, np.full(len(hlab), -1.0)]
-    ring_idx = _ring_index(start, len(vx))
     ring_order = np.lexsort((area2 < 0, ring_label))  # per label: its shell first, then its holes
-    rank = np.empty_like(ring_order)
-    rank[ring_order] = np.arange(len(ring_order))
-    vert_ring = rank[ring_idx]
-    del ring_idx
-    by_ring = np.argsort(vert_ring, kind="stable")  # vertices stay in walking order within a ring
     labels_sorted = ring_label[ring_order]
     shells = labels_sorted[np.r_[True, labels_sorted[1:] != labels_sorted[:-1]]]
     if not np.array_equal(shells, np.arange(1, n + 1)) or int((area2 > 0).sum()) != n:
         raise ValueError("outlines: labels must be exactly 1..n, each one 4-connected region")
     # flat coordinates, ring after ring, each closed by its first vertex again, made into polygons in one call: no
-    # ring objects beside the polygons (a region with millions of holes was held twice while they were cloned)
-    n_rings = len(ring_order)
-    offsets = np.zeros(n_rings + 1, np.int64)
-    np.cumsum(np.diff(np.r_[start, len(vx)])[ring_order] + 1, out=offsets[1:])
-    coords = np.empty((len(vx) + n_rings, 2), np.float64)
-    pos = vert_ring[by_ring]
-    pos += np.arange(len(vx))  # the i-th vertex in ring order, after one closing vertex for each ring before its own
-    del vert_ring
-    coords[pos, 0] = vx[by_ring] + col0
-    coords[pos, 1] = vy[by_ring] + row0
-    del pos, by_ring, vx, vy
+    # ring objects beside the polygons (a region with millions of holes was held twice while they were cloned), and
+    # each source's vertices put in place a slice at a time (no index array as long as the vertices, nor a joined copy)
+    size = np.concatenate([np.diff(np.r_[s, len(x)]) for x, _, s in parts])  # vertices of each ring
+    offsets = np.zeros(len(ring_order) + 1, np.int64)
+    np.cumsum(size[ring_order] + 1, out=offsets[1:])
+    dest = np.empty(len(ring_order), np.int64)
+    dest[ring_order] = offsets[:-1]  # each ring's first row in the flat coordinates
+    coords = np.empty((int(offsets[-1]), 2), np.float64)
+    r0 = 0
+    for x, y, s in parts:
+        _place(coords, x, y, s, dest[r0:r0 + len(s)], col0, row0)
+        r0 += len(s)
+    del parts, vx, vy, holes
     coords[offsets[1:] - 1] = coords[offsets[:-1]]
     firsts = np.searchsorted(labels_sorted, np.arange(1, n + 2))  # each label's first ring (its shell); the end
     return shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords, (offsets, firsts))
+
+
+#: vertices placed at once by _assemble
+_SLICE = 1 << 20
+
+
+def _place(coords, x, y, start, dest, col0: float, row0: float) -> None:
+    """Vertex i of ring r (rings from ``start``) to row ``dest[r] + i - start[r]`` of ``coords``, offset by (col0, row0)."""
+    shift = dest - start
+    for a in range(0, len(x), _SLICE):
+        i = np.arange(a, min(a + _SLICE, len(x)))
+        pos = shift[np.searchsorted(start, i, "right") - 1]  # each vertex's ring (none empty)
+        pos += i
+        coords[pos, 0] = x[a:a + len(i)] + col0
+        coords[pos, 1] = y[a:a + len(i)] + row0
 
 
 def outline_polygons(lab: np.ndarray, n: int, row0: float = 0.0, col0: float = 0.0) -> np.ndarray:
