@@ -138,10 +138,13 @@ def polygons_to_map(polys_px, transform, src_crs, dst_crs, *, copy: bool = True)
     for i in range(0, len(polys_px), CHUNK):
         part = polys_px[i:i + CHUNK]  # a view: set_coordinates replaces its geometries in polys_px
         coords = shapely.get_coordinates(part)
-        xs, ys = _map_xy(transform, src_crs, dst_crs, coords[:, 0], coords[:, 1])
+        for a in range(0, len(coords), _VERTICES):  # placed in place a slice at a time: one array of coordinates
+            xs, ys = _map_xy(transform, src_crs, dst_crs, coords[a:a + _VERTICES, 0], coords[a:a + _VERTICES, 1])
+            coords[a:a + _VERTICES, 0], coords[a:a + _VERTICES, 1] = xs, ys
+            del xs, ys
+        # shapely.set_coordinates would first copy them (astype): its checked core, with the count get_coordinates gave
+        shapely.lib.set_coordinates(part, coords)
         del coords
-        shapely.set_coordinates(part, np.column_stack([xs, ys]))
-        del xs, ys
     if _is_geographic(dst_crs):
         polys_px = _fix_antimeridian(polys_px)
     return polys_px
