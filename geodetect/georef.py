@@ -19,6 +19,7 @@ __all__ = [
     "points_to_map",
     "polygons_to_map",
     "boxes_to_map",
+    "Placement",
     "area_m2",
     "EQUAL_AREA_CRS",
 ]
@@ -135,19 +136,36 @@ def polygons_to_map(polys_px, transform, src_crs, dst_crs, *, copy: bool = True)
     polys_px = np.array(polys_px, dtype=object) if copy else np.asarray(polys_px, dtype=object)
     if len(polys_px) == 0:
         return polys_px
+    place = Placement(transform, src_crs, dst_crs)
     for i in range(0, len(polys_px), CHUNK):
         part = polys_px[i:i + CHUNK]  # a view: set_coordinates replaces its geometries in polys_px
         coords = shapely.get_coordinates(part)
-        for a in range(0, len(coords), _VERTICES):  # placed in place a slice at a time: one array of coordinates
-            xs, ys = _map_xy(transform, src_crs, dst_crs, coords[a:a + _VERTICES, 0], coords[a:a + _VERTICES, 1])
-            coords[a:a + _VERTICES, 0], coords[a:a + _VERTICES, 1] = xs, ys
-            del xs, ys
+        place(coords)
         # shapely.set_coordinates would first copy them (astype): its checked core, with the count get_coordinates gave
         shapely.lib.set_coordinates(part, coords)
         del coords
-    if _is_geographic(dst_crs):
-        polys_px = _fix_antimeridian(polys_px)
-    return polys_px
+    return place.finish(polys_px)
+
+
+class Placement:
+    """Pixel -> ``dst_crs`` placement of flat coordinates, for code that builds polygons itself from them
+    (:mod:`geodetect.outlines`): its polygons are made in the map CRS, never held in pixels beside a placed copy
+    (a region with millions of holes is the largest object of a scene). Gives what :func:`polygons_to_map` gives:
+    call it on the (n, 2) pixel coordinates before the polygons are made, then :meth:`finish` on the polygons."""
+
+    def __init__(self, transform, src_crs, dst_crs):
+        self.transform, self.src_crs, self.dst_crs = transform, src_crs, dst_crs
+
+    def __call__(self, coords: np.ndarray) -> None:
+        """Place float64 (n, 2) [col, row] coordinates in place, a slice at a time (one array of coordinates)."""
+        for a in range(0, len(coords), _VERTICES):
+            xs, ys = _map_xy(self.transform, self.src_crs, self.dst_crs, coords[a:a + _VERTICES, 0],
+                             coords[a:a + _VERTICES, 1])
+            coords[a:a + _VERTICES, 0], coords[a:a + _VERTICES, 1] = xs, ys
+
+    def finish(self, geoms: np.ndarray) -> np.ndarray:
+        """The placed polygons, those crossing the antimeridian split (geographic ``dst_crs``)."""
+        return _fix_antimeridian(geoms) if len(geoms) and _is_geographic(self.dst_crs) else geoms
 
 
 def boxes_to_map(xyxy: np.ndarray, transform, src_crs, dst_crs):

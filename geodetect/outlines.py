@@ -158,9 +158,11 @@ def _area2(vx, vy, start):
                        minlength=len(start))
 
 
-def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0, holes=None) -> np.ndarray:
+def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0, holes=None, place=None) -> np.ndarray:
     """Polygons of regions 1..n from their linked edges: label k at k - 1, shell first, then holes; ``holes``
-    (vx, vy, first vertex of each, label of each) are rings outlined earlier, added as holes of their labels."""
+    (vx, vy, first vertex of each, label of each) are rings outlined earlier, added as holes of their labels.
+    ``place`` (e.g. a :class:`geodetect.georef.Placement`) moves the flat (n, 2) coordinates in place before the
+    polygons are made."""
     import shapely
 
     vx, vy, start, reps, area2 = _rings(x0, y0, d, nxt)
@@ -190,6 +192,8 @@ def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0,
         _place(coords, x, y, s, dest[r0:r0 + len(s)], col0, row0)
         r0 += len(s)
     del parts, vx, vy, holes
+    if place is not None:
+        place(coords)
     coords[offsets[1:] - 1] = coords[offsets[:-1]]
     firsts = np.searchsorted(labels_sorted, np.arange(1, n + 2))  # each label's first ring (its shell); the end
     return shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords, (offsets, firsts))
@@ -210,11 +214,13 @@ def _place(coords, x, y, start, dest, col0: float, row0: float) -> None:
         coords[pos, 1] = y[a:a + len(i)] + row0
 
 
-def outline_polygons(lab: np.ndarray, n: int, row0: float = 0.0, col0: float = 0.0) -> np.ndarray:
+def outline_polygons(lab: np.ndarray, n: int, row0: float = 0.0, col0: float = 0.0, place=None) -> np.ndarray:
     """Polygons of regions 1..n of a label image, in pixel coordinates offset by (col0, row0).
 
     ``lab`` (h, w) integer labels, 0 off; each label must be present and 4-connected (as
     ``scipy.ndimage.label`` gives). Returns an object array of n shapely Polygons, label k at k - 1.
+    ``place``: called on the flat (n, 2) pixel coordinates, moves them in place before the polygons are made
+    (:class:`geodetect.georef.Placement`: polygons made in the map CRS).
     """
     lab = np.asarray(lab)
     if n == 0:
@@ -223,7 +229,7 @@ def outline_polygons(lab: np.ndarray, n: int, row0: float = 0.0, col0: float = 0
     x0, y0, d, elab = _edges(p, range(0, lab.shape[0] + 1))
     al, ar = _ahead(p, x0, y0, d)
     nxt = _successors(x0, y0, d, elab, al, ar, lab.shape[1])
-    return _assemble(x0, y0, d, elab, nxt, n, row0, col0)
+    return _assemble(x0, y0, d, elab, nxt, n, row0, col0, place=place)
 
 
 class Outliner:
@@ -243,8 +249,9 @@ class Outliner:
     those look into, and the polygons made so far, never a whole image.
     """
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, place=None):
         self.width = width
+        self._place = place  # as outline_polygons': polygons made from placed coordinates
         self._next = 1  # the next strip's first id
         self._parts = []  # edges of regions touching a border, not yet outlined: (x0, y0, d, id, al, ar), -1: ahead unknown
         self._pairs = []  # (ids above, ids below) of one class touching across a border, not yet outlined
@@ -288,7 +295,7 @@ class Outliner:
                 rank = np.cumsum(present)  # complete ids numbered 1..k in id order
                 e = (x0[done], y0[done], d[done])
                 nxt = _successors(*e, lab[done], al[done], ar[done], self.width)
-                polys = _assemble(*e, rank[lab[done] - first], nxt, int(rank[-1]))
+                polys = _assemble(*e, rank[lab[done] - first], nxt, int(rank[-1]), place=self._place)
                 own = np.flatnonzero(present) + first
                 self._done.append((polys, own, own, own))
                 keep = ~done
@@ -370,7 +377,7 @@ class Outliner:
             nxt = _successors(x0[e], y0[e], d[e], elab[e], eal[e], ear[e], self.width)
             holes = self._take_holes(u, comp, ready, comps)
             polys = _assemble(x0[e], y0[e], d[e], np.searchsorted(comps, elab[e] - self._next) + 1, nxt, len(comps),
-                              holes=holes)
+                              holes=holes, place=self._place)
             del nxt, holes
             self._done.append((polys, key[comps], u[ready], key[comp[ready]]))
             pk = ~ready[np.searchsorted(u, a)]
@@ -438,7 +445,8 @@ class Outliner:
     def finish(self, classes=None):
         """(polygons, region of each id): region r's polygon is at index r, regions numbered in the order of
         their smallest id; ids never seen (and 0, off) map to -1. Polygons are in pixel coordinates of the
-        whole image. (``classes`` is not used: the classes came with the strips.)"""
+        whole image, placed by the Outliner's ``place`` if it has one. (``classes`` is not used: the classes
+        came with the strips.)"""
         if self._prev is not None:  # the image's last row: a border with nothing below
             last = self._prev[1]
             self._border(self._prev[0], last, np.zeros_like(last), np.zeros(len(last), bool))

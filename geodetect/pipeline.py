@@ -588,15 +588,21 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
             xy, cid, sc = xy[mine], cid[mine], sc[mine]
         geoms = georef.boxes_to_map(xy, scene.transform, src_crs, crs_out)
     elif task is Task.SEGMENTATION:
+        # a whole scene's polygons are made from placed coordinates, never held in pixels beside a placed copy (a
+        # region with millions of holes is a scene's largest object); a Spark block's pieces are joined in pixels
+        place = georef.Placement(scene.transform, src_crs, crs_out) if mosaic.rows is None else None
         try:
-            polys, cid, sc = mosaic.polygons()
+            polys, cid, sc = mosaic.polygons(place=place)
         finally:
             mosaic.cleanup()
         if mosaic.pieces is not None:  # a Spark block: polygons cut by its borders, joined in a second step
             st.seg_pieces = (*mosaic.pieces, scene.transform, scene.crs)
         if mosaic.small_removed:
             st.notes.append(f"{mosaic.small_removed} polygons under {spec.min_polygon_px} px (min_polygon_px) dropped")
-        geoms = georef.polygons_to_map(polys, scene.transform, src_crs, crs_out, copy=False)
+        if place is not None:
+            geoms = place.finish(polys)
+        else:
+            geoms = georef.polygons_to_map(polys, scene.transform, src_crs, crs_out, copy=False)
         del polys  # placed in place: the pixel-space polygons are gone, their memory reused by what follows
     else:
         geoms = georef.boxes_to_map(xy, scene.transform, src_crs, crs_out)

@@ -302,14 +302,19 @@ class MaskMosaic:
     #: 390,348 polygons: 2^25 px strips 42 s and 1.77 GB peak, 2^21 px 26 s and 0.98 GB, 2^20 the same)
     STRIP_PIXELS = 2**21
 
-    def polygons(self, strip_rows: int | None = None):
-        """Polygons in grid pixels: (geometries, class_ids, scores).
+    def polygons(self, strip_rows: int | None = None, place=None):
+        """Polygons in grid pixels (or placed, with ``place``): (geometries, class_ids, scores).
 
         Rows are labelled strip by strip; :class:`geodetect.outlines.Outliner` joins regions across strip
-        borders in raster space and outlines each region once, however many strips it spans.
+        borders in raster space and outlines each region once, however many strips it spans. ``place`` (a
+        :class:`geodetect.georef.Placement`, whole scenes only: a block's pieces are joined in grid pixels)
+        makes them from placed coordinates instead, so that none is held in pixels beside its placed copy;
+        its ``finish`` is then the caller's.
         """
         from .outlines import Outliner, outline_polygons
 
+        if place is not None and self.rows is not None:
+            raise ValueError("MaskMosaic.polygons: place= is for whole scenes; a block's pieces stay in grid pixels")
         if strip_rows is None:
             strip_rows = max(256, min(2048, self.STRIP_PIXELS // max(1, self.width)))
         lo, hi = self.rows or (0, self.height)
@@ -318,9 +323,9 @@ class MaskMosaic:
                 ids, cids, npix, sums = self._strip(lo, hi - lo, 1)
             finally:
                 self.cleanup()
-            geoms = outline_polygons(ids, len(cids), row0=lo)
+            geoms = outline_polygons(ids, len(cids), row0=lo, place=place)
             return self._finish(geoms, cids, sums / np.maximum(npix, 1), npix, lo, hi)
-        outliner = Outliner(self.width)
+        outliner = Outliner(self.width, place=place)
         classes, cnts, sums = [np.zeros(1, np.int64)], [np.zeros(1)], [np.zeros(1)]  # id 0: no region
         next_id = 1
         try:

@@ -230,3 +230,44 @@ def test_vertices_placed_a_slice_at_a_time_give_the_same_polygons(seed, monkeypa
     polys2, region2 = _strip_ids(cls, bounds, 1)[0]
     assert len(polys2) == len(polys) and np.array_equal(region, region2)
     assert all(a.wkb == b.wkb for a, b in zip(polys, polys2)) and max(len(p.interiors) for p in polys) > 20
+
+
+@pytest.mark.parametrize("crs_out", ["EPSG:4326", "EPSG:32633", "EPSG:3857"])
+def test_polygons_made_from_placed_coordinates_equal_placed_polygons(crs_out):
+    """place= (a georef.Placement) makes the polygons in the map CRS: vertex for vertex what polygons_to_map makes
+    of the pixel polygons, whole image and strips (holes outlined early included)."""
+    from geodetect import georef
+    from geodetect.outlines import Outliner
+
+    rng = np.random.default_rng(7)
+    cls = (rng.random((70, 40)) < 0.6).astype(np.int64)
+    cls[:, 0] = 1
+    t = Affine(10.0, 0.5, 399000.0, 0.3, -10.0, 5001000.0)
+    lab, n = ndimage.label(cls)
+    place = georef.Placement(t, "EPSG:32633", crs_out)
+    want = georef.polygons_to_map(outline_polygons(lab, n, 5.0, 0.0), t, "EPSG:32633", crs_out)
+    got = place.finish(outline_polygons(lab, n, 5.0, 0.0, place=place))
+    assert len(got) == n and all(a.wkb == b.wkb for a, b in zip(got, want))
+    px, region = _strip_ids(cls, list(range(0, 70, 9)) + [70], 1)[0]
+    out, next_id = Outliner(40, place=place), 1
+    for r0 in list(range(0, 70, 9)):
+        lab, k = ndimage.label(cls[r0:r0 + 9])
+        out.add(np.where(lab > 0, lab + next_id - 1, 0), r0, np.ones(k, np.int64))
+        next_id += k
+    placed, region2 = out.finish()
+    assert np.array_equal(region, region2) and max(len(p.interiors) for p in px) > 20
+    want = georef.polygons_to_map(px, t, "EPSG:32633", crs_out)
+    assert all(a.wkb == b.wkb for a, b in zip(place.finish(placed), want))
+
+
+def test_placement_splits_polygons_across_the_antimeridian_as_polygons_to_map_does():
+    from geodetect import georef
+
+    lab = np.zeros((30, 30), np.int64)
+    lab[5:25, 3:27] = 1
+    lab[10:15, 10:12] = 0
+    t = Affine(1000.0, 0.0, 760000.0, 0.0, -1000.0, 4000000.0)  # UTM 60N, 180 at about x = 770 km
+    place = georef.Placement(t, "EPSG:32660", "EPSG:4326")
+    got = place.finish(outline_polygons(lab, 1, place=place))
+    want = georef.polygons_to_map(outline_polygons(lab, 1), t, "EPSG:32660", "EPSG:4326")
+    assert got[0].geom_type == "MultiPolygon" and got[0].wkb == want[0].wkb

@@ -74,7 +74,7 @@ def test_mask_polygons_joined_across_strips(write_raster, monkeypatch):
     img[50:60, 60:100] = 255  # small block inside one strip
     path = write_raster(img)
     orig = stitch.MaskMosaic.polygons
-    monkeypatch.setattr(stitch.MaskMosaic, "polygons", lambda self, strip_rows=None: orig(self, strip_rows=64))
+    monkeypatch.setattr(stitch.MaskMosaic, "polygons", lambda self, strip_rows=None, **kw: orig(self, strip_rows=64, **kw))
     dets = gd.detect(path, BrightMask, progress=False, crs_out="EPSG:32610")
     assert len(dets) == 2
     assert sorted(shapely.area(dets.geometry.values).round()) == [400.0, 280.0 * 20]
@@ -158,7 +158,7 @@ def test_mask_mosaic_on_disk_equals_in_memory(write_raster, monkeypatch):
     img = (((xx - yy) % 97 < 30) | ((xx - 350) ** 2 + (yy - 300) ** 2 < 120**2)).astype(np.uint8) * 255
     path = write_raster(img)
     small_strips = MaskMosaic.polygons.__defaults__
-    monkeypatch.setattr(MaskMosaic.polygons, "__defaults__", (256,))  # several strips to join
+    monkeypatch.setattr(MaskMosaic.polygons, "__defaults__", (256, None))  # several strips to join (strip_rows, place)
     in_memory = gd.detect(path, BrightMask, progress=False)
     monkeypatch.setattr(MaskMosaic, "MEMORY_BUDGET", 0)
     on_disk = gd.detect(path, BrightMask, progress=False)
