@@ -17,7 +17,8 @@ from geodetect.metrics.points import count_rmse, match_points
 from geodetect.plugins.weights import load_keras_model, sha256_of
 from geodetect.simulate import make_scene
 from geodetect.testing import assert_detections_equal, check_detector, check_weights_guarded
-from geodetect_plugins.sea_lion_counter import CLASSES, PHOTO_GSD_M, WEIGHTS, WEIGHTS_SHA256, SeaLionCounter
+from geodetect_plugins.sea_lion_counter import (CLASSES, PATCH_WEIGHTS, PATCH_WEIGHTS_SHA256, PHOTO_GSD_M, WEIGHTS,
+                                                WEIGHTS_SHA256, SeaLionCounter)
 from geodetect_plugins.sea_lion_counter.dataset import EVAL_SEEDS, TRAIN_SEEDS, VAL_SEEDS
 from geodetect_plugins.sea_lion_counter.real import TEST, TRAIN, VAL
 
@@ -31,14 +32,30 @@ def counter(tf):
 
 def test_spec_and_weights(tf):
     spec = SeaLionCounter.spec
-    assert spec.version == "3.0.0"
+    assert spec.version == "4.0.0"
     assert spec.gsd_m == 0.1 and spec.gsd_range == (0.025, 0.1)
     assert spec.gsd_range[0] < PHOTO_GSD_M * 0.8 and PHOTO_GSD_M * 1.2 < spec.gsd_range[1]
     assert spec.weights_sha256 == WEIGHTS_SHA256 == sha256_of(WEIGHTS)
     assert WEIGHTS.stat().st_size < 5e6
     assert SeaLionCounter().input_channels() == 3
     model = load_keras_model(WEIGHTS, WEIGHTS_SHA256, detector="t")
-    assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, 6)
+    assert model.input_shape == (None, 256, 256, 3) and model.output_shape == (None, 64, 64, 6)  # dense
+    patch = load_keras_model(PATCH_WEIGHTS, PATCH_WEIGHTS_SHA256, detector="t")  # 3.0.0's, kept for comparison
+    assert patch.input_shape == (None, 64, 64, 3) and patch.output_shape == (None, 6)
+
+
+def test_dense_tiles_without_proposals_or_smaller(counter):
+    """A flat tile has no proposal; a tile smaller than the network's is padded; a larger one is refused."""
+    flat = np.full((2, 256, 256, 3), 0.4, np.float32)
+    assert [len(p.xy) for p in counter.predict(flat)] == [0, 0]
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:200, 0:180]
+    small = np.full((1, 200, 180, 3), 0.3, np.float32)
+    for x, y in rng.uniform(20, 160, (6, 2)):
+        small[0] += 0.4 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 18.0)[..., None]
+    counter.predict(small)
+    with pytest.raises(PluginError, match="tile-size 256"):
+        counter.predict(np.pad(small, ((0, 0), (0, 100), (0, 120), (0, 0)), mode="edge"))
 
 
 def test_weights_guarded(tmp_path, tf):
@@ -46,7 +63,7 @@ def test_weights_guarded(tmp_path, tf):
 
 
 def test_tampered_weights_refused(tmp_path, tf):
-    bad = tmp_path / "sea_lion_cnn.keras"
+    bad = tmp_path / WEIGHTS.name
     shutil.copy(WEIGHTS, bad)
     with open(bad, "r+b") as f:
         f.seek(os.path.getsize(bad) // 2)
@@ -97,8 +114,8 @@ def test_one_compiled_call_per_batch(counter):
         counter.predict(tiles[:1])
     finally:
         counter._infer = infer
-    assert len(calls) == 2 and calls[0] > calls[1] > 0  # all patches of a batch of tiles in one call
-    assert infer.experimental_get_tracing_count() == 1  # traced once, whatever the number of patches
+    assert len(calls) == 2 and calls[0] > calls[1] > 0  # all tiles of a batch in one call
+    assert infer.experimental_get_tracing_count() == 1  # traced once, whatever the batch
 
 
 def test_seeds_are_disjoint():
@@ -139,12 +156,12 @@ def test_quality_floor(quality):
     dets, truth, sids = quality
     rmse = count_rmse(counts(dets, scene_ids=sids), counts(truth, scene_ids=sids))
     m = match_points(dets, truth, 0.75, classes=CLASSES)
-    # measured with the 3.0.0 weights (ImageNet EfficientNet-Lite0 stages; real photographs + 6 simulated
-    # rookeries): RMSE 2.08, recall 0.987, precision 0.958, macro F1 0.863 (2.0.0: 3.08, 1.000, 0.909, 0.856;
-    # 1.0.0, simulation only, had RMSE 1.01 on the 12 evaluation scenes)
-    assert rmse <= 2.4, f"count RMSE averaged over classes {rmse:.2f} > 2.4"
-    assert m.recall >= 0.96 and m.precision >= 0.93, m.summary()
-    assert m.per_class.loc["macro", "f1"] >= 0.83, m.per_class
+    # measured with the 4.0.0 weights (dense classifier; real photographs + 6 simulated rookeries): RMSE 16.33,
+    # recall 0.939, precision 0.699, macro F1 0.433 -- far worse than 3.0.0's patch classifier on simulated scenes
+    # (2.08, 0.987, 0.958, 0.863), see MODEL_CARD.md; 2.0.0: 3.08, 1.000, 0.909, 0.856
+    assert rmse <= 18.0, f"count RMSE averaged over classes {rmse:.2f} > 18.0"
+    assert m.recall >= 0.91 and m.precision >= 0.66, m.summary()
+    assert m.per_class.loc["macro", "f1"] >= 0.40, m.per_class
 
 
 def _plain_jpeg(sim, path):
@@ -189,7 +206,7 @@ def test_plain_jpeg_with_bounds_or_world_file(jpeg_scene, counter):
     assert (a.scene_id == "1").all() and (b.scene_id == "2").all()
     assert_detections_equal(a.assign(scene_id="x"), b.assign(scene_id="x"), tolerance=1e-9)
     m = match_points(a, sim.truth, 0.75, classes=CLASSES)
-    assert m.recall >= 0.95 and m.precision >= 0.93, m.summary()  # measured (3.0.0): 1.000, 0.976
+    assert m.recall >= 0.92 and m.precision >= 0.57, m.summary()  # measured (4.0.0): 0.950, 0.613 (3.0.0: 1.000, 0.976)
 
 
 def test_train_smoke(tmp_path):
@@ -205,9 +222,10 @@ def test_train_smoke(tmp_path):
 # ----------------------------------------------------------------------------- real photographs
 
 #: measured by evaluate_real.py on test photograph 42 (eval_real.json "test_subset"), minus a small margin
-#: (measured with 3.0.0: F1 0.476, recall 0.909 (20 of 22), precision 0.323, relative count error 1.82 (62 found):
-#: far below the targets, see MODEL_CARD.md; the floors catch a regression, they are not a claim)
-REAL_FLOORS = {"f1": 0.44, "recall": 0.86, "precision": 0.29, "relative_count_error": 2.1}
+#: (measured with 4.0.0: F1 0.350, recall 0.818 (18 of 22), precision 0.222, relative count error 2.68 (81 found);
+#: 3.0.0 had 0.476, 0.909, 0.323, 1.82: far below the targets, see MODEL_CARD.md; the floors catch a regression,
+#: they are not a claim)
+REAL_FLOORS = {"f1": 0.31, "recall": 0.77, "precision": 0.19, "relative_count_error": 3.0}
 
 
 def test_real_quality_on_a_test_photograph(tf, tmp_path):

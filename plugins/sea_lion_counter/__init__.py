@@ -8,17 +8,20 @@ Two stages, as in the sea-lion blog (seed 002):
    chroma (red - blue: brown pelage on grey rock and surf), local maxima in
    scale-space with a low threshold (high recall: rock, surf and clutter get
    through too), sub-pixel refinement by a quadratic fit.
-2. **Classification** (Keras CNN): a 64x64 patch at the detector's 0.1 m
-   around each proposal (edge-replicated at tile edges), upsampled to 96x96
-   and run through the first stages of an ImageNet-pretrained
-   EfficientNet-Lite0 (to the 80-channel stage) with a small head, is classified into
-   ``adult_males, subadult_males, adult_females, juveniles, pups`` or
-   ``not_sea_lion``. All patches of a batch of tiles go through one compiled
-   ``tf.function`` call. Accepted proposals closer than ~0.6 body lengths are
-   one animal: the one with the strongest blob response x CNN confidence is
-   kept, at its LoG peak.
+2. **Classification** (Keras CNN, dense since 4.0.0): each tile at the
+   detector's 0.1 m goes once through the first stages of an
+   ImageNet-pretrained EfficientNet-Lite0 (to the 80-channel stage, stride 16)
+   and a light decoder back to stride 4, which gives per 4 x 4 px cell the
+   probabilities of ``adult_males, subadult_males, adult_females, juveniles,
+   pups`` and ``not_sea_lion``. Each proposal takes the lowest P(not_sea_lion)
+   within one cell of it, and the class most probable over those cells. Accepted proposals closer than ~0.6
+   body lengths are one animal: the one with the strongest blob response x
+   CNN confidence is kept, at its LoG peak. The 3.0.0 patch classifier (a
+   64x64 patch per proposal, ``sea_lion_cnn.keras``) still runs with
+   ``SeaLionCounter(weights=PATCH_WEIGHTS, sha256=PATCH_WEIGHTS_SHA256,
+   accept=0.7)``: the kind of classifier is read from the network's output.
 
-Weights (``sea_lion_cnn.keras``, sha256-checked, safe-mode load) were trained
+Weights (``sea_lion_dense.keras``, sha256-checked, safe-mode load) were trained
 on real NOAA survey photographs (the Kaggle competition's, dots painted out
 where only the dotted copy exists) plus a few simulated rookeries
 (``train.py``, ``real.py``; see MODEL_CARD.md).
@@ -43,12 +46,15 @@ import numpy as np
 from geodetect.plugins import Detector, DetectorSpec, Points, Task
 
 __all__ = ["CLASSES", "SeaLionCounter", "log_blobs", "propose", "cut_patches", "WEIGHTS", "WEIGHTS_SHA256",
-           "PHOTO_GSD_M"]
+           "PATCH_WEIGHTS", "PATCH_WEIGHTS_SHA256", "PHOTO_GSD_M"]
 
 CLASSES = ("adult_males", "subadult_males", "adult_females", "juveniles", "pups")
-#: the committed weights of the patch classifier and their sha256
-WEIGHTS = Path(__file__).with_name("sea_lion_cnn.keras")
-WEIGHTS_SHA256 = "954f65e8e09954e231111affe2d6cf2981ba1a5bd390b6391055f6fd4387a237"
+#: the committed weights of the dense classifier (4.0.0) and their sha256
+WEIGHTS = Path(__file__).with_name("sea_lion_dense.keras")
+WEIGHTS_SHA256 = "6e3b34563ba922b30d3b332ea3eae9621441322af8485fc5690f847b9d59c337"
+#: 3.0.0's patch classifier (kept for comparison; run it with ``accept=0.7``)
+PATCH_WEIGHTS = Path(__file__).with_name("sea_lion_cnn.keras")
+PATCH_WEIGHTS_SHA256 = "954f65e8e09954e231111affe2d6cf2981ba1a5bd390b6391055f6fd4387a237"
 #: LoG scales in pixels at 0.1 m: body half-widths of pups .. bulls divided by sqrt(2)
 SIGMAS = (1.8, 2.6, 3.4, 4.6)
 #: proposal stage of the two-stage detector: low threshold, bright and dark blobs apart. 0.04 (0.02 for the
@@ -63,8 +69,12 @@ PATCH = 64
 #: patches per step of the classifier inside the one compiled call of a batch of tiles (bounds its memory)
 CHUNK = 128
 #: a proposal is an animal when P(not_sea_lion) < 1 - ACCEPT. Chosen on the validation photograph (45):
-#: the highest point F1 among the thresholds whose count error there is within 15 % (eval_real.json)
-ACCEPT = 0.7
+#: the highest point F1 among the thresholds whose count error there is within 15 % (eval_real.json; 3.0.0's
+#: patch classifier had 0.7)
+ACCEPT = 0.93
+#: a dense classifier (whole tiles in, class probabilities per cell out) scores a proposal by the cell within this
+#: many cells of it with the lowest P(not_sea_lion); its class is the most probable over those cells
+DENSE_WINDOW = 1
 #: nominal body length in pixels at 0.1 m per class (simulate.SEA_LION_SIZES_M / 0.1)
 _LENGTH_PX = np.array([30.0, 25.0, 22.0, 16.0, 10.0])
 
@@ -200,7 +210,7 @@ def suppress(xy: np.ndarray, class_ids: np.ndarray, scores: np.ndarray, *, same:
 
 
 class SeaLionCounter(Detector):
-    """LoG blob proposals classified by a small CNN, one point per animal.
+    """LoG blob proposals scored by a dense CNN (or 3.0.0's patch classifier), one point per animal.
 
     Parameters
     ----------
@@ -213,7 +223,7 @@ class SeaLionCounter(Detector):
 
     spec = DetectorSpec(
         name="sea-lion-counter",
-        version="3.0.0",
+        version="4.0.0",
         task=Task.POINTS,
         classes=CLASSES,
         bands=(1, 2, 3),
@@ -222,8 +232,8 @@ class SeaLionCounter(Detector):
         gsd_m=0.1,
         gsd_range=(0.025, 0.1),
         merge_radius_px=8.0,
-        description="Steller sea lions as points in five classes: LoG blob proposals classified by a CNN on "
-        "ImageNet EfficientNet-Lite0 stages "
+        description="Steller sea lions as points in five classes: LoG blob proposals scored by a dense CNN "
+        "(ImageNet EfficientNet-Lite0 stages and a light decoder, run once per tile) "
         "(trained on real NOAA survey photographs placed at 3.5 cm, plus simulated rookeries)",
         licence="Apache-2.0",
         weights_sha256=WEIGHTS_SHA256,
@@ -240,6 +250,7 @@ class SeaLionCounter(Detector):
         self.sha256 = sha256 if sha256 is not None else self.spec.weights_sha256
         self.accept = float(accept)
         self._model = self._infer = None
+        self._dense = 0  # the tile size of a dense classifier, 0 for a patch classifier
 
     def load(self) -> None:
         if not self.cnn:
@@ -249,15 +260,21 @@ class SeaLionCounter(Detector):
         tf = import_tensorflow()
         model = load_keras_model(self.weights, self.sha256, detector=self.spec.name)
         shape = tuple(model.input_shape)
-        if shape[1:3] != (PATCH, PATCH) or model.output_shape[-1] != len(CLASSES) + 1:
+        dense = len(model.output_shape) == 4 and shape[1] == shape[2] and shape[1] % model.output_shape[1] == 0
+        if (shape[1:3] != (PATCH, PATCH) and not dense) or model.output_shape[-1] != len(CLASSES) + 1:
             from geodetect.errors import PluginError
 
             raise PluginError(
                 f"detector {self.spec.name!r}: {self.weights.name} takes {shape} and gives {model.output_shape}; "
-                f"expected ({PATCH}, {PATCH}, 3) patches and {len(CLASSES) + 1} classes"
+                f"expected ({PATCH}, {PATCH}, 3) patches or square tiles (dense) and {len(CLASSES) + 1} classes"
             )
         self._model = model
         n_out = len(CLASSES) + 1
+        if dense:  # the whole tile goes through the network once
+            self._dense = int(shape[1])
+            self._infer = tf.function(lambda x: model(x, training=False),
+                                      input_signature=[tf.TensorSpec([None, shape[1], shape[2], shape[3]], tf.float32)])
+            return
 
         def run(x):
             # one compiled call per batch of tiles, the patches run CHUNK at a time inside it: the upsampled
@@ -278,11 +295,14 @@ class SeaLionCounter(Detector):
         if not self.cnn:
             return self._predict_classical(tiles)
         props = [propose(t) for t in tiles]
-        patches = [cut_patches(t, p[0]) for t, p in zip(tiles, props)]
-        n = [len(p) for p in patches]
+        n = [len(p[0]) for p in props]
         if sum(n) == 0:
             return [Points.empty() for _ in tiles]
-        probs = self._infer(np.ascontiguousarray(np.concatenate(patches), dtype=np.float32)).numpy()
+        if self._dense:
+            probs = self._dense_probs(tiles, [p[0] for p in props])
+        else:
+            patches = [cut_patches(t, p[0]) for t, p in zip(tiles, props)]
+            probs = self._infer(np.ascontiguousarray(np.concatenate(patches), dtype=np.float32)).numpy()
         out = []
         for (xy, resp, _, _), pr in zip(props, np.split(probs, np.cumsum(n)[:-1])):
             p_animal = 1.0 - pr[:, len(CLASSES)]
@@ -296,6 +316,43 @@ class SeaLionCounter(Detector):
             keep = suppress(xy, ids, resp * score)
             out.append(Points(xy[keep], ids[keep], np.clip(score[keep], 0, 1)))
         return out
+
+    def _dense_probs(self, tiles: np.ndarray, xys) -> np.ndarray:
+        """Class probabilities of every proposal from the dense map of its tile: P(not_sea_lion) of the cell within
+        :data:`DENSE_WINDOW` cells of it where it is lowest, the animal classes in proportion to their mean over
+        those cells."""
+        size = self._dense
+        h, w = tiles.shape[1:3]
+        if h > size or w > size:
+            from geodetect.errors import PluginError
+
+            raise PluginError(f"detector {self.spec.name!r}: {self.weights.name} takes tiles of at most {size} px, "
+                              f"got {h} x {w}; run with --tile-size {size}")
+        x = np.ascontiguousarray(tiles[..., :3], dtype=np.float32)
+        if (h, w) != (size, size):
+            x = np.pad(x, ((0, 0), (0, size - h), (0, size - w), (0, 0)), mode="edge")
+        maps = self._infer(x).numpy()
+        stride = size // maps.shape[1]
+        d = np.arange(-DENSE_WINDOW, DENSE_WINDOW + 1)
+        out = []
+        for m, xy in zip(maps, xys):
+            if len(xy) == 0:
+                out.append(np.zeros((0, m.shape[-1]), m.dtype))
+                continue
+            r = np.floor(xy[:, 1] / stride).astype(np.int64)[:, None, None] + d[None, :, None]
+            c = np.floor(xy[:, 0] / stride).astype(np.int64)[:, None, None] + d[None, None, :]
+            r = np.clip(r, 0, m.shape[0] - 1)
+            c = np.broadcast_to(np.clip(c, 0, m.shape[1] - 1), (len(xy),) + (len(d),) * 2).reshape(len(xy), -1)
+            r = np.broadcast_to(r, c.shape[:1] + (len(d),) * 2).reshape(len(xy), -1)
+            best = m[r, c, len(CLASSES)].argmin(axis=1)
+            k = np.arange(len(xy))
+            p_not = m[r[k, best], c[k, best], len(CLASSES)][:, None]
+            # the class from the whole window: the best cell's class can differ between two overlapping tiles,
+            # and the host merges twins on a seam only when their classes agree
+            cls = m[r, c, : len(CLASSES)].mean(axis=1)
+            out.append(np.concatenate([cls / np.maximum(cls.sum(axis=1, keepdims=True), 1e-12) * (1 - p_not), p_not],
+                                      axis=1))
+        return np.concatenate(out)
 
     def _predict_classical(self, tiles: np.ndarray) -> list[Points]:
         from scipy import ndimage

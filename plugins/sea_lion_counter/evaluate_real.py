@@ -45,7 +45,7 @@ DEFAULT_JSON = HERE / "eval_real.json"
 RADIUS_M = 1.0
 #: the test photograph the quality test runs (tests/test_sealions.py)
 SUBSET = "42"
-SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SWEEP = (0.5, 0.7, 0.8, 0.9, 0.93, 0.95, 0.96, 0.97)
 
 
 def place(photos, workdir, gsd_m: float):

@@ -1,6 +1,6 @@
-"""The patch classifiers of the sea-lion counter (Keras 3; TensorFlow imported on call).
+"""The classifiers of the sea-lion counter (Keras 3; TensorFlow imported on call).
 
-Both take a 64x64 RGB patch, values 0..1 (the host's float32 tiles), and
+The patch classifiers take a 64x64 RGB patch, values 0..1 (the host's float32 tiles), and
 return softmax probabilities over :data:`PATCH_CLASSES`: the five Kaggle
 classes and ``not_sea_lion``. Only built-in Keras layers are used, so the
 saved ``.keras`` files load in safe mode.
@@ -11,7 +11,10 @@ saved ``.keras`` files load in safe mode.
   The blog's ``Lambda(x / 255 - 0.5)`` becomes ``Rescaling(offset=-0.5)``
   (our input is already 0..1, and Lambda layers cannot be loaded safely).
   2.7 M parameters, about 10.6 MB as float32.
-* :func:`build_effnet`: the shipped network since 3.0.0. The patch upsampled
+* :func:`build_dense`: the shipped network since 4.0.0. Not a patch classifier: a whole 256 x 256 tile in,
+  the class probabilities of every 4 x 4 px cell out (same backbone as :func:`build_effnet`, a light
+  decoder); the detector scores each proposal by the cells around it. 366 k parameters.
+* :func:`build_effnet`: the network of 3.0.0. The patch upsampled
   to 96 x 96, the stem and MBConv blocks 0-7 of EfficientNet-Lite0 (to the
   80-channel stage, stride 16: 6 x 6 cells) with the real ImageNet weights
   (:func:`load_imagenet`), then the compact network's head: a 1x1 conv to 32,
@@ -31,7 +34,7 @@ PATCH_CLASSES = ("adult_males", "subadult_males", "adult_females", "juveniles", 
 NOT_SEA_LION = PATCH_CLASSES.index("not_sea_lion")
 
 __all__ = ["PATCH", "PATCH_CLASSES", "NOT_SEA_LION", "build_seed_baseline", "build_compact", "build_effnet",
-           "load_imagenet", "build"]
+           "build_dense", "load_imagenet", "build", "DENSE_TILE", "DENSE_STRIDE"]
 
 #: the EfficientNet-Lite0 classifier: the 64 x 64 patch is upsampled to EFFNET_SIZE and run through the
 #: ImageNet stem and MBConv blocks 0 .. EFFNET_LAST_BLOCK (block 7 ends the 80-channel stage, stride 16)
@@ -39,6 +42,9 @@ EFFNET_SIZE = 96
 EFFNET_LAST_BLOCK = 7
 #: the blocks kept frozen in training (stem and blocks 0 .. EFFNET_FROZEN_TO: the stride-4 stages)
 EFFNET_FROZEN_TO = 2
+#: the dense network (:func:`build_dense`): whole 256 x 256 tiles in, class probabilities per 4 x 4 cell out
+DENSE_TILE = 256
+DENSE_STRIDE = 4
 
 
 def build_seed_baseline():
@@ -97,7 +103,7 @@ def build_compact():
 
 
 def build_effnet(size: int = EFFNET_SIZE, last_block: int = EFFNET_LAST_BLOCK):
-    """The shipped classifier (3.0.0): the first stages of EfficientNet-Lite0 on the upsampled patch, then a
+    """The patch classifier of 3.0.0: the first stages of EfficientNet-Lite0 on the upsampled patch, then a
     small head that keeps where things are in the patch.
 
     64 x 64 patch (0..1) -> bilinear ``Resizing`` to ``size`` -> ImageNet normalisation -> the Lite0 stem and
@@ -120,6 +126,31 @@ def build_effnet(size: int = EFFNET_SIZE, last_block: int = EFFNET_LAST_BLOCK):
     x = L.Dropout(0.2, name="head_dropout2")(x)
     out = L.Dense(len(PATCH_CLASSES), activation="softmax", name="classes")(x)
     return keras.Model(inp, out, name="sea_lion_effnet_lite0")
+
+
+def build_dense(tile: int = DENSE_TILE):
+    """The dense (fully convolutional) classifier: a whole tile (0..1) -> ImageNet normalisation -> the Lite0 stem
+    and MBConv blocks 0-7 (stride 16, as :func:`build_effnet`, ImageNet weights by name) -> a light decoder
+    (bilinear x2, the stride-8 features of block 4, 3x3 conv; again with block 2's stride-4 features) ->
+    softmax over :data:`PATCH_CLASSES` per cell of :data:`DENSE_STRIDE` px. Each proposal is then scored by the
+    cells around it, so every pixel of rock and surf is a negative in training, seen with a tile of context.
+    Built-in layers only."""
+    import keras
+    from keras import layers as L
+
+    from geodetect_plugins.land_use_classifier.model import LITE0_BLOCKS, imagenet_norm, mbconv_blocks, stem
+
+    skips = {}
+    inp = keras.Input((tile, tile, 3), name="tile")
+    x = mbconv_blocks(stem(imagenet_norm(inp)), LITE0_BLOCKS[: EFFNET_LAST_BLOCK + 1],
+                      on_block=lambda i, y: skips.__setitem__(i, y))
+    x = L.Conv2D(64, 1, activation="relu", name="dec_squeeze")(x)
+    for level, (block, f) in enumerate(((4, 64), (2, 48))):
+        x = L.UpSampling2D(2, interpolation="bilinear", name=f"dec{level}_up")(x)
+        x = L.Concatenate(name=f"dec{level}_cat")([x, skips[block]])
+        x = L.Conv2D(f, 3, padding="same", activation="relu", name=f"dec{level}_conv")(x)
+    out = L.Conv2D(len(PATCH_CLASSES), 1, activation="softmax", name="classes")(x)
+    return keras.Model(inp, out, name="sea_lion_dense_lite0")
 
 
 def load_imagenet(model, pth=None) -> int:
@@ -149,5 +180,6 @@ def load_imagenet(model, pth=None) -> int:
 
 
 def build(kind: str, **kw):
-    """``"effnet"`` (shipped), ``"compact"`` (2.0.0) or ``"baseline"`` (the seed's)."""
-    return {"effnet": build_effnet, "compact": build_compact, "baseline": build_seed_baseline}[kind](**kw)
+    """``"effnet"`` (shipped), ``"dense"`` (whole tiles), ``"compact"`` (2.0.0) or ``"baseline"`` (the seed's)."""
+    builders = {"effnet": build_effnet, "dense": build_dense, "compact": build_compact, "baseline": build_seed_baseline}
+    return builders[kind](**kw)
