@@ -26,7 +26,8 @@ What is read from the document
 - optional ``geodetect:`` properties for what MLM does not say: ``tile_size`` (when the input
   shape leaves it free), ``overlap`` (default tile/8), ``gsd_m`` (or the item's ``gsd``),
   ``gsd_range``, ``threshold`` (segmentation), ``score_threshold`` (points, boxes; default 0.5),
-  ``merge_radius_px``, ``nms_iou``, ``min_polygon_px``, ``bands`` (1-based indexes instead of
+  ``merge_radius_px``, ``merge_classes`` (true: seam twins merge whatever their class), ``nms_iou``,
+  ``min_polygon_px``, ``bands`` (1-based indexes instead of
   names), ``scaling`` (``dtype``, ``none`` or ``[lo, hi]``: the host's own scaling, used
   instead of ``value_scaling``).
 
@@ -366,6 +367,10 @@ def read_mlm(path) -> MlmModel:
             kw[k] = float(g[k])
     if "min_polygon_px" in g:
         kw["min_polygon_px"] = int(g["min_polygon_px"])
+    if "merge_classes" in g:
+        if not isinstance(g["merge_classes"], bool):
+            raise _bad(p, f"geodetect:merge_classes must be true or false, got {g['merge_classes']!r}")
+        kw["merge_classes"] = g["merge_classes"]
     try:
         spec = DetectorSpec(**kw)
     except (TypeError, ValueError) as exc:
@@ -442,6 +447,7 @@ def write_mlm(path, *, spec, onnx_file, input_shape, input_dim_order, result_sha
         "geodetect:nms_iou": spec.nms_iou,
         "geodetect:merge_radius_px": spec.merge_radius_px,
         "geodetect:min_polygon_px": spec.min_polygon_px,
+        "geodetect:merge_classes": spec.merge_classes,
         "geodetect:scaling": list(spec.scaling) if isinstance(spec.scaling, tuple) else spec.scaling,
     }
     if not named:

@@ -571,7 +571,8 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
     sc = np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32)
     tid = np.concatenate(tids) if tids else np.zeros(0, np.int64)
     if task is Task.POINTS:
-        keep = dedupe_points(xy, cid, sc, tid, tiling.owned_arrays(tid), spec.merge_radius_px)
+        keep = dedupe_points(xy, cid, sc, tid, tiling.owned_arrays(tid), spec.merge_radius_px,
+                             any_class=spec.merge_classes)
         st.duplicates_removed = int(len(xy) - keep.sum())
         xy, cid, sc = xy[keep], cid[keep], sc[keep]
         if block is not None:
@@ -579,7 +580,8 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
             xy, cid, sc = xy[mine], cid[mine], sc[mine]
         geoms = georef.points_to_map(xy, scene.transform, src_crs, crs_out)
     elif task is Task.BOXES:
-        keep = dedupe_boxes(xy, cid, sc, tid, tiling.owned_arrays(tid), spec.nms_iou, spec.merge_radius_px)
+        keep = dedupe_boxes(xy, cid, sc, tid, tiling.owned_arrays(tid), spec.nms_iou, spec.merge_radius_px,
+                            any_class=spec.merge_classes)
         st.duplicates_removed = int(len(xy) - keep.sum())
         xy, cid, sc = xy[keep], cid[keep], sc[keep]
         if block is not None:

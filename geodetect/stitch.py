@@ -48,8 +48,10 @@ def _drop_losers(pairs: np.ndarray, priority_dist: np.ndarray, scores: np.ndarra
     return keep
 
 
-def dedupe_points(xy, class_ids, scores, tile_ids, owned, radius: float) -> np.ndarray:
-    """Boolean keep-mask for points in grid pixels; ``owned`` (K, 4) is each point's tile owned box."""
+def dedupe_points(xy, class_ids, scores, tile_ids, owned, radius: float, any_class: bool = False) -> np.ndarray:
+    """Boolean keep-mask for points in grid pixels; ``owned`` (K, 4) is each point's tile owned box.
+
+    ``any_class``: twins from two tiles are merged even when the tiles gave them different classes."""
     from geodetect._pairs import close_pairs
 
     xy = np.asarray(xy, np.float64)
@@ -66,13 +68,15 @@ def dedupe_points(xy, class_ids, scores, tile_ids, owned, radius: float) -> np.n
     if radius > 0 and len(idx) > 1:
         pairs = close_pairs(xy[idx], radius)  # numpy: importing scipy.spatial cost more than most scenes
         pairs = idx[pairs] if len(pairs) else pairs.reshape(0, 2)
-        same = (class_ids[pairs[:, 0]] == class_ids[pairs[:, 1]]) & (tile_ids[pairs[:, 0]] != tile_ids[pairs[:, 1]])
+        same = (any_class | (class_ids[pairs[:, 0]] == class_ids[pairs[:, 1]])) & (
+            tile_ids[pairs[:, 0]] != tile_ids[pairs[:, 1]])
         keep &= _drop_losers(pairs[same], dist, scores, n)
     return keep
 
 
-def dedupe_boxes(xyxy, class_ids, scores, tile_ids, owned, iou: float, margin: float) -> np.ndarray:
-    """Boolean keep-mask for boxes in grid pixels (cross-tile NMS)."""
+def dedupe_boxes(xyxy, class_ids, scores, tile_ids, owned, iou: float, margin: float,
+                 any_class: bool = False) -> np.ndarray:
+    """Boolean keep-mask for boxes in grid pixels (cross-tile NMS); ``any_class`` as for :func:`dedupe_points`."""
     import shapely
 
     xyxy = np.asarray(xyxy, np.float64)
@@ -90,7 +94,7 @@ def dedupe_boxes(xyxy, class_ids, scores, tile_ids, owned, iou: float, margin: f
         m = a_ < b_
         pairs = np.column_stack([idx[a_[m]], idx[b_[m]]])
         i, j = pairs[:, 0], pairs[:, 1]
-        cross = (class_ids[i] == class_ids[j]) & (tile_ids[i] != tile_ids[j])
+        cross = (any_class | (class_ids[i] == class_ids[j])) & (tile_ids[i] != tile_ids[j])
         pairs, i, j = pairs[cross], i[cross], j[cross]
         iw = np.clip(np.minimum(xyxy[i, 2], xyxy[j, 2]) - np.maximum(xyxy[i, 0], xyxy[j, 0]), 0, None)
         ih = np.clip(np.minimum(xyxy[i, 3], xyxy[j, 3]) - np.maximum(xyxy[i, 1], xyxy[j, 1]), 0, None)

@@ -454,3 +454,10 @@ def test_big_mask_scene_gives_back_the_model_memory_before_polygonising(tmp_path
     det.release_working_memory()
     after = det.predict(x)
     assert all(np.array_equal(a.probs, b.probs) for a, b in zip(before, after))
+
+
+def test_mlm_merge_classes_round_trips_and_a_non_boolean_is_refused(tmp_path):
+    assert detector_class(_mlm(tmp_path, "points")).spec.merge_classes is False  # written by write_mlm: false
+    assert detector_class(_mlm(tmp_path, "points", **{"geodetect:merge_classes": True})).spec.merge_classes is True
+    with pytest.raises(PluginError, match="merge_classes must be true or false"):
+        detector_class(_mlm(tmp_path, "points", **{"geodetect:merge_classes": "yes"}))

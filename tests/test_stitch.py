@@ -103,6 +103,20 @@ def test_dedupe_prefers_the_more_central_detection():
     # different classes are never merged
     keep = dedupe_points(xy, np.array([0, 1, 0]), np.ones(3), np.array([0, 1, 0]), owned, 2.0)
     assert keep.tolist() == [True, True, True]
+    # ... unless the detector says its tiles may disagree on the class (spec.merge_classes): the owner's stays
+    keep = dedupe_points(xy, np.array([0, 1, 0]), np.ones(3), np.array([0, 1, 0]), owned, 2.0, any_class=True)
+    assert keep.tolist() == [True, False, True]
+
+
+def test_dedupe_boxes_any_class_merges_twins_of_other_classes():
+    from geodetect.stitch import dedupe_boxes
+
+    xyxy = np.array([[8.0, 8, 12, 12], [8.2, 8.1, 12.2, 12.1], [40.0, 40, 44, 44]])
+    owned = np.array([[0, 0, 10.2, 64], [10.2, 0, 64, 64], [0, 0, 64, 64]])
+    cls, tiles = np.array([0, 1, 1]), np.array([0, 1, 0])
+    assert dedupe_boxes(xyxy, cls, np.ones(3), tiles, owned, 0.5, 4.0).tolist() == [True, True, True]
+    # twins 0/1 (other tiles, other classes) merge; the box far away stays
+    assert dedupe_boxes(xyxy, cls, np.ones(3), tiles, owned, 0.5, 4.0, any_class=True).tolist() == [True, False, True]
 
 
 def test_mask_probabilities_blended_in_overlaps():

@@ -65,6 +65,10 @@ class DetectorSpec:
         tiles closer than this are the same object.
     nms_iou : BOXES: overlap (IoU, or intersection over the smaller box) above
         which two boxes from neighbouring tiles are the same object.
+    merge_classes : POINTS and BOXES: when True, twins from neighbouring tiles are one
+        object whatever classes the two tiles gave it (the higher score keeps its class);
+        for detectors whose class is uncertain near a tile edge (sea lions: a cow in one
+        tile, a subadult in the next). False (the default) merges only twins of one class.
     threshold : SEGMENTATION: probability above which a pixel belongs to a class.
     min_polygon_px : SEGMENTATION: polygons of fewer pixels than this (measured on the
         whole scene, after joining across tiles) are dropped, and counted in the scene's notes.
@@ -89,6 +93,7 @@ class DetectorSpec:
     licence: str = ""
     weights_sha256: str | None = None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    merge_classes: bool = False
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> PluginError:

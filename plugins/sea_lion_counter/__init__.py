@@ -232,6 +232,7 @@ class SeaLionCounter(Detector):
         gsd_m=0.1,
         gsd_range=(0.025, 0.1),
         merge_radius_px=8.0,
+        merge_classes=True,  # two tiles may call one animal a cow and a subadult: it is still one animal
         description="Steller sea lions as points in five classes: LoG blob proposals scored by a dense CNN "
         "(ImageNet EfficientNet-Lite0 stages and a light decoder, run once per tile) "
         "(trained on real NOAA survey photographs placed at 3.5 cm, plus simulated rookeries)",
