@@ -189,7 +189,7 @@ def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0,
     coords = np.empty((int(offsets[-1]), 2), np.float64)
     r0 = 0
     for x, y, s in parts:
-        _place(coords, x, y, s, dest[r0:r0 + len(s)], col0, row0)
+        _scatter_rings(coords, x, y, s, dest[r0:r0 + len(s)], col0, row0)
         r0 += len(s)
     del parts, vx, vy, holes
     if place is not None:
@@ -203,7 +203,7 @@ def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0,
 _SLICE = 1 << 20
 
 
-def _place(coords, x, y, start, dest, col0: float, row0: float) -> None:
+def _scatter_rings(coords, x, y, start, dest, col0: float, row0: float) -> None:
     """Vertex i of ring r (rings from ``start``) to row ``dest[r] + i - start[r]`` of ``coords``, offset by (col0, row0)."""
     shift = dest - start
     for a in range(0, len(x), _SLICE):

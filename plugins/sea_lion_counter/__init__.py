@@ -348,8 +348,8 @@ class SeaLionCounter(Detector):
             best = m[r, c, len(CLASSES)].argmin(axis=1)
             k = np.arange(len(xy))
             p_not = m[r[k, best], c[k, best], len(CLASSES)][:, None]
-            # the class from the whole window: the best cell's class can differ between two overlapping tiles,
-            # and the host merges twins on a seam only when their classes agree
+            # the class from the whole window: the best cell's class differs more often between two overlapping
+            # tiles (the host merges such seam twins anyway, spec.merge_classes; the window was chosen before that)
             cls = m[r, c, : len(CLASSES)].mean(axis=1)
             out.append(np.concatenate([cls / np.maximum(cls.sum(axis=1, keepdims=True), 1e-12) * (1 - p_not), p_not],
                                       axis=1))

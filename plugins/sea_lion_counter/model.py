@@ -180,6 +180,7 @@ def load_imagenet(model, pth=None) -> int:
 
 
 def build(kind: str, **kw):
-    """``"effnet"`` (shipped), ``"dense"`` (whole tiles), ``"compact"`` (2.0.0) or ``"baseline"`` (the seed's)."""
+    """``"dense"`` (whole tiles, shipped since 4.0.0), ``"effnet"`` (3.0.0), ``"compact"`` (2.0.0) or ``"baseline"``
+    (the seed's)."""
     builders = {"effnet": build_effnet, "dense": build_dense, "compact": build_compact, "baseline": build_seed_baseline}
     return builders[kind](**kw)
