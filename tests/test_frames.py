@@ -162,6 +162,106 @@ def test_gpkg_written_in_chunks_reads_back_whole(tmp_path, monkeypatch):
     assert back.crs.to_epsg() == 32633
 
 
+def _holey(x0, y0, n, size=40.0):
+    """A square with ``n`` square holes on a grid (a stand-in for the region with millions of holes)."""
+    k = int(np.ceil(np.sqrt(n)))
+    step = size / (k + 1)
+    holes = [shapely.box(x0 + step * (1 + i % k), y0 + step * (1 + i // k), x0 + step * (1.5 + i % k),
+                         y0 + step * (1.5 + i // k)).exterior.coords[::-1] for i in range(n)]
+    return shapely.Polygon(shapely.box(x0, y0, x0 + size, y0 + size).exterior.coords, holes)
+
+
+def _gpkg_tables(path):
+    """What a GeoPackage holds for its layer: rows (geometry blobs included), R-tree, extent, count, type, triggers."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        (layer,) = [r[0] for r in con.execute("SELECT table_name FROM gpkg_contents")]
+        return {
+            "rows": con.execute(f'SELECT * FROM "{layer}" ORDER BY fid').fetchall(),
+            "rtree": con.execute(f'SELECT * FROM "rtree_{layer}_geom" ORDER BY id').fetchall(),
+            "contents": con.execute("SELECT table_name, data_type, min_x, min_y, max_x, max_y, srs_id "
+                                    "FROM gpkg_contents").fetchall(),
+            "count": con.execute("SELECT * FROM gpkg_ogr_contents").fetchall(),
+            "columns": con.execute("SELECT * FROM gpkg_geometry_columns").fetchall(),
+            "extensions": con.execute("SELECT * FROM gpkg_extensions ORDER BY extension_name").fetchall(),
+            "triggers": sorted(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()),
+            "integrity": con.execute("PRAGMA integrity_check").fetchall(),
+        }
+    finally:
+        con.close()
+
+
+def _big_rows_frame():
+    """Polygons and multipolygons with many holes among small ones, a missing and an empty geometry; one big
+    polygon has a hole outside its shell (invalid: OGR's envelope covers it, GEOS's bounds do not)."""
+    outside = shapely.Polygon(shapely.box(0, 0, 10, 10).exterior.coords,
+                              [shapely.box(12, -3, 13, -2).exterior.coords[::-1]] + [
+                                  shapely.box(1 + i, 1, 1.5 + i, 1.5).exterior.coords[::-1] for i in range(8)])
+    geoms = [
+        shapely.box(0, 0, 1, 1), _holey(100, 100, 30), None,
+        shapely.MultiPolygon([_holey(0, 200, 20), shapely.box(300, 300, 301, 302)]),
+        shapely.box(5, 5, 6, 7), outside, shapely.Polygon(), _holey(-50.25, 1e6 + 0.1, 50),
+        shapely.MultiPolygon([shapely.box(1, 1, 2, 2)]), _holey(7, 7, 9),
+    ]
+    n = len(geoms)
+    return make_detections("d", "1", "s", ["water"] * n, np.linspace(0, 1, n), geoms, np.arange(n, dtype=float),
+                           "EPSG:32633")
+
+
+@pytest.mark.parametrize("chunk", [4, 1 << 18])
+def test_gpkg_big_rows_written_by_sqlite_as_ogr_writes_them(tmp_path, monkeypatch, chunk):
+    """Rows with many vertices get their geometry from SQLite a slice of rings at a time (a region with millions
+    of holes was held several times over through OGR); the GeoPackage holds exactly what OGR writes: the same
+    blobs byte for byte (polygons made multipolygons where pyogrio promotes a chunk), R-tree, extent, triggers."""
+    import geodetect.frames as frames
+
+    many = _big_rows_frame()
+    monkeypatch.setattr(frames, "WRITE_CHUNK", chunk)
+    monkeypatch.setattr(frames, "BIG_ROW_VERTICES", 1 << 40)
+    by_ogr = geodetect.write(many, tmp_path / "ogr" / "d.gpkg")
+    monkeypatch.setattr(frames, "BIG_ROW_VERTICES", 40)
+    monkeypatch.setattr(frames, "_RING_SLICE", 7)
+    put = []
+    real = frames._put_big_rows
+    monkeypatch.setattr(frames, "_put_big_rows", lambda *a: (put.append([r[0] for r in a[2]]), real(*a)))
+    by_sqlite = geodetect.write(many, tmp_path / "sqlite" / "d.gpkg")
+    assert put == [[2, 4, 6, 8, 10]]
+    a, b = _gpkg_tables(by_ogr), _gpkg_tables(by_sqlite)
+    assert a == b and b["integrity"] == [("ok",)] and len(b["rows"]) == len(many)
+    back = geodetect.read(by_sqlite)
+    want = many.geometry.values
+    assert back.geometry.isna().tolist() == want.isna().tolist()
+    for got, exp in zip(back.geometry, want):  # vertex for vertex; a polygon may come back as a multipolygon of one
+        if exp is not None and not exp.is_empty:
+            one = got.geoms[0] if got.geom_type == "MultiPolygon" and exp.geom_type == "Polygon" else got
+            assert shapely.equals_exact(one, exp, tolerance=0) and len(got.geoms if one is not got else [got]) == 1
+        elif exp is not None:
+            assert got.is_empty
+
+
+def test_gpkg_big_row_found_by_its_spatial_index(tmp_path, monkeypatch):
+    """The big row's R-tree entry is its envelope over every ring (the hole outside the shell too), and a
+    bounding-box read through GDAL's spatial index finds it."""
+    import pyogrio
+
+    import geodetect.frames as frames
+
+    many = _big_rows_frame()
+    monkeypatch.setattr(frames, "BIG_ROW_VERTICES", 40)
+    path = geodetect.write(many, tmp_path / "big.gpkg")
+    assert pyogrio.read_info(path)["capabilities"]["fast_spatial_filter"]
+    t = _gpkg_tables(path)
+    assert [r[0] for r in t["rtree"]] == [1, 2, 4, 5, 6, 8, 9, 10]  # no entry for the missing and empty rows
+    minx, maxx, miny, maxy = t["rtree"][4][1:]  # fid 6: the polygon with a hole outside its shell
+    assert (minx, maxx, miny, maxy) == pytest.approx((0, 13, -3, 10), abs=1e-5) and minx <= 0 and maxx >= 13
+    found = pyogrio.read_dataframe(path, bbox=(0.1, 9.5, 0.4, 9.9))
+    assert found["area_m2"].tolist() == [5.0]
+    found = pyogrio.read_dataframe(path, bbox=(-50, 1e6 + 1, -49, 1e6 + 2))
+    assert found["area_m2"].tolist() == [7.0]
+
+
 def test_overwrite(tmp_path, dets):
     path = tmp_path / "dets.parquet"
     geodetect.write(dets, path)
