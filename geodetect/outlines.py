@@ -169,10 +169,9 @@ def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0,
     parts = [(vx, vy, start)]
     ring_label = lab[reps]
     if holes is not None and len(holes[2]):
-        hx, hy, hstart, hlab = holes
-        parts.append((hx, hy, np.asarray(hstart, np.int64)))
-        ring_label = np.r_[ring_label, hlab]
-        area2 = np.r_[area2, np.full(len(hlab), -1.0)]
+        parts.append((holes[0], holes[1], np.asarray(holes[2], np.int64)))
+        ring_label = np.r_[ring_label, holes[3]]
+        area2 = np.r_[area2, np.full(len(holes[3]), -1.0)]
     ring_order = np.lexsort((area2 < 0, ring_label))  # per label: its shell first, then its holes
     labels_sorted = ring_label[ring_order]
     shells = labels_sorted[np.r_[True, labels_sorted[1:] != labels_sorted[:-1]]]
@@ -191,7 +190,7 @@ def _assemble(x0, y0, d, lab, nxt, n: int, row0: float = 0.0, col0: float = 0.0,
     for x, y, s in parts:
         _scatter_rings(coords, x, y, s, dest[r0:r0 + len(s)], col0, row0)
         r0 += len(s)
-    del parts, vx, vy, holes
+    del parts, vx, vy, holes, x, y, s  # the loop's names keep the last part (the holes) alive otherwise
     if place is not None:
         place(coords)
     coords[offsets[1:] - 1] = coords[offsets[:-1]]
@@ -375,10 +374,10 @@ class Outliner:
             done_now |= e
             comps = np.unique(comp[ready])  # regions outlined now, numbered 1..k in component order
             nxt = _successors(x0[e], y0[e], d[e], elab[e], eal[e], ear[e], self.width)
-            holes = self._take_holes(u, comp, ready, comps)
+            # the holes' vertices (int32) are let go by _assemble before the polygons are made: not held here
             polys = _assemble(x0[e], y0[e], d[e], np.searchsorted(comps, elab[e] - self._next) + 1, nxt, len(comps),
-                              holes=holes, place=self._place)
-            del nxt, holes
+                              holes=self._take_holes(u, comp, ready, comps), place=self._place)
+            del nxt
             self._done.append((polys, key[comps], u[ready], key[comp[ready]]))
             pk = ~ready[np.searchsorted(u, a)]
             self._pairs = [(a[pk], b[pk])]
@@ -439,8 +438,8 @@ class Outliner:
         if not out:
             return None
         offs = np.cumsum([0] + [len(t[0]) for t in out[:-1]])
-        return (np.concatenate([t[0] for t in out]).astype(np.int64), np.concatenate([t[1] for t in out]).astype(np.int64),
-                np.concatenate([t[2] + o for t, o in zip(out, offs)]), np.concatenate([t[3] for t in out]))
+        return [np.concatenate([t[0] for t in out]), np.concatenate([t[1] for t in out]),
+                np.concatenate([t[2] + o for t, o in zip(out, offs)]), np.concatenate([t[3] for t in out])]
 
     def finish(self, classes=None):
         """(polygons, region of each id): region r's polygon is at index r, regions numbered in the order of
