@@ -235,8 +235,24 @@ def _wkb_pieces(geom, as_multi: bool):
         yield struct.pack("<BII", 1, 6, shapely.get_num_geometries(geom))
     for p in _polys(geom):
         yield struct.pack("<BII", 1, 3, 1 + shapely.get_num_interior_rings(p))
-        for rings in _rings(p):  # a ring's WKB less its byte order and type: its vertex count and vertices
-            yield b"".join([w[5:] for w in shapely.to_wkb(rings, byte_order=1, output_dimension=2)])
+        for rings in _rings(p):
+            yield _ring_bytes(rings)
+
+
+def _ring_bytes(rings) -> bytes:
+    """Rings as a polygon's WKB holds them: each one's vertex count (uint32), then its x, y (float64), little-endian;
+    made as 4-byte words (every field is a whole number of them)."""
+    import shapely
+
+    xy, ring = shapely.get_coordinates(rings, return_index=True)
+    n = np.bincount(ring, minlength=len(rings))
+    words = np.empty(len(rings) + 4 * len(xy), "<u4")
+    count_at = np.arange(len(rings)) + 4 * (np.cumsum(n) - n)
+    words[count_at] = n
+    vertex = np.ones(len(words), bool)
+    vertex[count_at] = False
+    words[vertex] = np.ascontiguousarray(xy, "<f8").view("<u4").ravel()
+    return words.tobytes()
 
 
 def _put_big_rows(path, layer: str, rows) -> None:
