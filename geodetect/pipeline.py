@@ -625,6 +625,26 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
     return gdf, st
 
 
+def _all_finite(geoms) -> bool:
+    """Whether every coordinate of ``geoms`` is finite, looked at a chunk of rows at a time, and a polygon with
+    more than :data:`geodetect.frames.BIG_ROW_VERTICES` vertices (a 900 Mpx scene's region with millions of holes)
+    a slice of rings at a time: its coordinates were copied whole, the largest step after its polygon was made."""
+    import shapely
+
+    from geodetect import frames
+
+    big = np.zeros(len(geoms), bool)
+    if len(geoms):
+        big = shapely.get_num_coordinates(geoms) > frames.BIG_ROW_VERTICES
+        big &= np.isin(shapely.get_type_id(geoms), (3, 6))  # polygons and multipolygons: looked at by rings
+    rest = geoms[~big]
+    step = georef.CHUNK  # coordinates of a chunk at a time, not of every polygon of a scene at once
+    if not all(np.isfinite(shapely.get_coordinates(rest[i:i + step])).all() for i in range(0, len(rest), step)):
+        return False
+    return all(np.isfinite(shapely.get_coordinates(rings)).all()
+               for g in geoms[big] for p in frames._polys(g) for rings in frames._rings(p))
+
+
 def _check_geometries(geoms, path: str, crs_out) -> np.ndarray:
     """The last guard of placement: no detection leaves with a NaN or infinite coordinate.
 
@@ -638,8 +658,7 @@ def _check_geometries(geoms, path: str, crs_out) -> np.ndarray:
         return np.zeros(0, bool)
     empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     full = geoms[~empty]
-    step = georef.CHUNK  # coordinates of a chunk at a time, not of every polygon of a scene at once
-    if not all(np.isfinite(shapely.get_coordinates(full[i:i + step])).all() for i in range(0, len(full), step)):
+    if not _all_finite(full):
         bad = int((~np.all(np.isfinite(shapely.bounds(full)), axis=1)).sum())
         raise GeoreferenceError(
             f"{path}: {max(bad, 1)} of {len(geoms)} detections cannot be placed in {crs_out} (NaN or infinite "

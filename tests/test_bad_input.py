@@ -174,6 +174,31 @@ def test_unplaceable_detection_geometries_are_counted_not_dropped_silently():
     assert hm["count"].sum() == 2 and hm.attrs["geodetect"]["skipped_empty"] == 3
 
 
+@pytest.mark.parametrize("bad", [None, float("nan"), float("inf")])
+def test_nonfinite_vertex_in_a_big_polygons_hole_refuses_the_scene(monkeypatch, bad):
+    """A polygon with many holes is looked at a slice of rings at a time (not all its coordinates copied at
+    once); a NaN or infinite vertex in its last hole is still found."""
+    import shapely
+
+    import geodetect.frames as frames
+    from geodetect.pipeline import _check_geometries
+
+    monkeypatch.setattr(frames, "BIG_ROW_VERTICES", 20)
+    monkeypatch.setattr(frames, "_RING_SLICE", 3)
+    holes = [[(1 + 2 * i, 1), (1 + 2 * i, 2), (2 + 2 * i, 2), (2 + 2 * i, 1)] for i in range(10)]
+    if bad is not None:
+        holes[-1][2] = (bad, 2)
+    big = shapely.Polygon([(0, 0), (0, 3), (30, 3), (30, 0)], holes)
+    multi = shapely.MultiPolygon([shapely.box(100, 100, 101, 101), big])
+    for geoms in ([shapely.box(0, 0, 1, 1), big, None], [multi, shapely.Polygon()]):
+        geoms = np.array(geoms, dtype=object)
+        if bad is None:
+            assert _check_geometries(geoms, "s.tif", "EPSG:32633").tolist() == [False] * (len(geoms) - 1) + [True]
+        else:
+            with pytest.raises(GeoreferenceError, match=r"s\.tif: 1 of \d+ detections .*NaN or infinite"):
+                _check_geometries(geoms, "s.tif", "EPSG:32633")
+
+
 def test_cli_reports_unplaceable_detections(tmp_path):
     import geopandas as gpd
     import shapely
