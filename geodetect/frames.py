@@ -172,6 +172,8 @@ def _write_gpkg(dets, tmp, layer: str) -> None:
             chunk[dets.geometry.name] = from_shapely(g, crs=dets.crs)
         chunk.to_file(tmp, driver="GPKG", engine="pyogrio", layer=layer, append=i > 0)
         del chunk
+        if i == 0 and plans:
+            _geometry_last(tmp, layer)
     if plans:
         _put_big_rows(tmp, layer, [(k + 1, geoms[k], plans[k]) for k in sorted(plans)])
 
@@ -253,6 +255,50 @@ def _ring_bytes(rings) -> bytes:
     vertex[count_at] = False
     words[vertex] = np.ascontiguousarray(xy, "<f8").view("<u4").ravel()
     return words.tobytes()
+
+
+def _geometry_last(path, layer: str) -> None:
+    """Move the layer's geometry column after its attributes (OGR puts it first), for a table that will hold a big
+    row: SQLite then makes a row's geometry of any size without building it in memory (a zero-filled value is
+    written lazily only when nothing follows it in the row; else the row, zeros and all, was made in memory
+    twice: +1.9 GB for the 900 Mpx scene's region). Readers see the same layer: fields in the same order, the
+    same geometry column. The few rows written so far are copied; triggers are made again unchanged."""
+    import re
+    import sqlite3
+
+    def q(name):
+        return '"' + name.replace('"', '""') + '"'
+
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        (col,) = con.execute("SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (layer,)).fetchone()
+        cols = [r[1] for r in con.execute(f"PRAGMA table_info({q(layer)})")]
+        (sql,) = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (layer,)).fetchone()
+        head = f"CREATE TABLE {q(layer)} ("
+        geom = re.search(r",\s*(" + re.escape(q(col)) + r"\s+[A-Za-z]+(?:\s+NOT NULL)?)\s*(?=,)", sql)
+        if cols[-1] == col or not sql.startswith(head) or not sql.rstrip().endswith(")") or geom is None:
+            return  # already last, or not the table OGR makes: left as it is (a big row is then made in memory)
+        tmp = layer + "_geodetect_reorder"
+        body = sql[len(head):geom.start()] + sql[geom.end():].rstrip()[:-1] + ", " + geom.group(1) + ")"
+        order = [c for c in cols if c != col] + [col]
+        triggers = con.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? ORDER BY rowid",
+                               (layer,)).fetchall()
+        con.execute("PRAGMA legacy_alter_table = ON")  # the rename touches no other table's triggers
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute(f"CREATE TABLE {q(tmp)} (" + body)
+            names = ", ".join(q(c) for c in order)
+            con.execute(f"INSERT INTO {q(tmp)} ({names}) SELECT {names} FROM {q(layer)}")
+            con.execute(f"DROP TABLE {q(layer)}")
+            con.execute(f"ALTER TABLE {q(tmp)} RENAME TO {q(layer)}")
+            for (t,) in triggers:
+                con.execute(t)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.close()
 
 
 def _put_big_rows(path, layer: str, rows) -> None:

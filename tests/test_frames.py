@@ -178,8 +178,11 @@ def _gpkg_tables(path):
     con = sqlite3.connect(path)
     try:
         (layer,) = [r[0] for r in con.execute("SELECT table_name FROM gpkg_contents")]
+        cols = sorted(r[1] for r in con.execute(f'PRAGMA table_info("{layer}")'))  # by name: geom may come last
         return {
-            "rows": con.execute(f'SELECT * FROM "{layer}" ORDER BY fid').fetchall(),
+            "rows": con.execute(f'SELECT {", ".join(cols)} FROM "{layer}" ORDER BY fid').fetchall(),
+            "types": sorted(r[1:] for r in con.execute(f'PRAGMA table_info("{layer}")')),
+            "sequence": con.execute("SELECT * FROM sqlite_sequence").fetchall(),
             "rtree": con.execute(f'SELECT * FROM "rtree_{layer}_geom" ORDER BY id').fetchall(),
             "contents": con.execute("SELECT table_name, data_type, min_x, min_y, max_x, max_y, srs_id "
                                     "FROM gpkg_contents").fetchall(),
@@ -231,6 +234,7 @@ def test_gpkg_big_rows_written_by_sqlite_as_ogr_writes_them(tmp_path, monkeypatc
     a, b = _gpkg_tables(by_ogr), _gpkg_tables(by_sqlite)
     assert a == b and b["integrity"] == [("ok",)] and len(b["rows"]) == len(many)
     back = geodetect.read(by_sqlite)
+    assert back.equals(geodetect.read(by_ogr))  # the same frame read back: fields in order, geometry
     want = many.geometry.values
     assert back.geometry.isna().tolist() == want.isna().tolist()
     for got, exp in zip(back.geometry, want):  # vertex for vertex; a polygon may come back as a multipolygon of one
@@ -239,6 +243,29 @@ def test_gpkg_big_rows_written_by_sqlite_as_ogr_writes_them(tmp_path, monkeypatc
             assert shapely.equals_exact(one, exp, tolerance=0) and len(got.geoms if one is not got else [got]) == 1
         elif exp is not None:
             assert got.is_empty
+
+
+def test_gpkg_geometry_column_moved_last_only_for_a_big_row(tmp_path, monkeypatch):
+    """With a big row the geometry column comes after the attributes (SQLite then makes its blob without
+    building the row in memory); without one the table is OGR's own, geometry first."""
+    import sqlite3
+
+    import geodetect.frames as frames
+
+    many = _big_rows_frame()
+
+    def columns(path):
+        con = sqlite3.connect(path)
+        try:
+            return [r[1] for r in con.execute(f'PRAGMA table_info("{path.stem}")')]
+        finally:
+            con.close()
+
+    plain = geodetect.write(many, tmp_path / "plain.gpkg")
+    assert columns(plain)[:2] == ["fid", "geom"]
+    monkeypatch.setattr(frames, "BIG_ROW_VERTICES", 40)
+    big = geodetect.write(many, tmp_path / "big.gpkg")
+    assert columns(big) == ["fid"] + [c for c in many.columns if c != "geometry"] + ["geom"]
 
 
 def test_gpkg_big_row_found_by_its_spatial_index(tmp_path, monkeypatch):
