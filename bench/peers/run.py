@@ -26,7 +26,7 @@ intra-op threads = OMP_NUM_THREADS).
   (min_size = max_size = 512), DeepForest's score_thresh 0.1 and nms_thresh 0.05; its last two
   convolutions fitted so that it boxes the seam scene's squares (calibrate_boxes). geodetect runs the
   whole model (decoding and per-tile NMS included) exported for one tile, padded to (1, 300, 6): the
-  MLM boxes layout. Default scene 2048^2 (4.2 Mpx; --quick 1024^2): seconds a tile on 2 cores.
+  MLM boxes layout. Its 36 Mpx scene took 222 s (geodetect 112 s) on 2 cores (session 13).
 - rastervision: no model bundle: a SemanticSegmentationLearner(config, model=net, training=False), a
   Scene (RasterioSource + SemanticSegmentationLabelStore), predict_scene_ss (what the pytorch backend's
   predict_scene runs) with chip 512, stride 448, crop_sz "auto" (half the overlap dropped at chip edges),
@@ -763,8 +763,7 @@ def _versions() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="2048^2 throughput scene instead of 6000^2 "
-                    "(deepforest: 1024^2 instead of 2048^2)")
+    ap.add_argument("--quick", action="store_true", help="2048^2 throughput scene instead of 6000^2")
     ap.add_argument("--peers", nargs="+", default=["torchgeo", "geoai", "deepforest", "rastervision"], choices=["torchgeo", "geoai", "deepforest", "rastervision"],
                     help="default: torchgeo geoai (deepforest: a RetinaNet-ResNet50 takes seconds a tile here)")
     ap.add_argument("--threads", type=int, default=2)
@@ -801,8 +800,6 @@ def main() -> None:
     wd.mkdir(parents=True, exist_ok=True)
     size = 2048 if args.quick else 6000
     sizes = {peer: size for peer in args.peers}
-    if "deepforest" in sizes:  # RetinaNet-ResNet50: about 3-7 s a 512 tile on 2 cores; 36 Mpx would take hours
-        sizes["deepforest"] = 1024 if args.quick else 2048
     for item in args.size or []:
         peer, _, n = item.partition("=")
         if peer not in sizes or not n.isdigit():
