@@ -8,6 +8,7 @@ Schema (public API, see DESIGN.md): ``detector``, ``detector_version``,
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -258,6 +259,23 @@ def _ring_bytes(rings) -> bytes:
     return words.tobytes()
 
 
+def _q(name: str) -> str:
+    """An SQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def _immediate(con):
+    """One write transaction on ``con`` (opened with ``isolation_level=None``): committed, or rolled back on any error."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
 def _geometry_last(path, layer: str) -> None:
     """Move the layer's geometry column after its attributes (OGR puts it first), for a table that will hold a big
     row: SQLite then makes a row's geometry of any size without building it in memory (a zero-filled value is
@@ -267,16 +285,13 @@ def _geometry_last(path, layer: str) -> None:
     import re
     import sqlite3
 
-    def q(name):
-        return '"' + name.replace('"', '""') + '"'
-
     con = sqlite3.connect(path, isolation_level=None)
     try:
         (col,) = con.execute("SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (layer,)).fetchone()
-        cols = [r[1] for r in con.execute(f"PRAGMA table_info({q(layer)})")]
+        cols = [r[1] for r in con.execute(f"PRAGMA table_info({_q(layer)})")]
         (sql,) = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (layer,)).fetchone()
-        head = f"CREATE TABLE {q(layer)} ("
-        geom = re.search(r",\s*(" + re.escape(q(col)) + r"\s+[A-Za-z]+(?:\s+NOT NULL)?)\s*(?=,)", sql)
+        head = f"CREATE TABLE {_q(layer)} ("
+        geom = re.search(r",\s*(" + re.escape(_q(col)) + r"\s+[A-Za-z]+(?:\s+NOT NULL)?)\s*(?=,)", sql)
         if cols[-1] == col or not sql.startswith(head) or not sql.rstrip().endswith(")") or geom is None:
             return  # already last, or not the table OGR makes: left as it is (a big row is then made in memory)
         tmp = layer + "_geodetect_reorder"
@@ -285,19 +300,14 @@ def _geometry_last(path, layer: str) -> None:
         triggers = con.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? ORDER BY rowid",
                                (layer,)).fetchall()
         con.execute("PRAGMA legacy_alter_table = ON")  # the rename touches no other table's triggers
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            con.execute(f"CREATE TABLE {q(tmp)} (" + body)
-            names = ", ".join(q(c) for c in order)
-            con.execute(f"INSERT INTO {q(tmp)} ({names}) SELECT {names} FROM {q(layer)}")
-            con.execute(f"DROP TABLE {q(layer)}")
-            con.execute(f"ALTER TABLE {q(tmp)} RENAME TO {q(layer)}")
+        with _immediate(con):
+            con.execute(f"CREATE TABLE {_q(tmp)} (" + body)
+            names = ", ".join(_q(c) for c in order)
+            con.execute(f"INSERT INTO {_q(tmp)} ({names}) SELECT {names} FROM {_q(layer)}")
+            con.execute(f"DROP TABLE {_q(layer)}")
+            con.execute(f"ALTER TABLE {_q(tmp)} RENAME TO {_q(layer)}")
             for (t,) in triggers:
                 con.execute(t)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     finally:
         con.close()
 
@@ -316,21 +326,17 @@ def _put_big_rows(path, layer: str, rows) -> None:
     import sqlite3
     import struct
 
-    def q(name):
-        return '"' + name.replace('"', '""') + '"'
-
     con = sqlite3.connect(path, isolation_level=None)
     try:
         (col,) = con.execute("SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (layer,)).fetchone()
-        (fid_col,) = [r[1] for r in con.execute(f"PRAGMA table_info({q(layer)})") if r[5] == 1]
+        (fid_col,) = [r[1] for r in con.execute(f"PRAGMA table_info({_q(layer)})") if r[5] == 1]
         triggers = con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? "
                                "ORDER BY rowid", (layer,)).fetchall()
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(con):
             for name, _ in triggers:
-                con.execute(f"DROP TRIGGER {q(name)}")
+                con.execute(f"DROP TRIGGER {_q(name)}")
             for fid, geom, (env, size, _) in rows:
-                (blob,) = con.execute(f"SELECT {q(col)} FROM {q(layer)} WHERE {q(fid_col)} = ?", (fid,)).fetchone()
+                (blob,) = con.execute(f"SELECT {_q(col)} FROM {_q(layer)} WHERE {_q(fid_col)} = ?", (fid,)).fetchone()
                 flags = blob[3]
                 if blob[:3] != b"GP\0" or flags & 0x31 != 1 or (flags >> 1) & 7 != 1:  # little-endian, xy envelope
                     raise OutputError(f"{path}: row {fid} has a GeoPackage header geodetect does not expect")
@@ -340,7 +346,7 @@ def _put_big_rows(path, layer: str, rows) -> None:
                     raise OutputError(f"{path}: row {fid} is not the stand-in geodetect wrote there")
                 as_multi = wkb[1:5] == struct.pack("<I", 6)  # pyogrio made the chunk's polygons multipolygons
                 size += 9 if as_multi and geom.geom_type == "Polygon" else 0
-                con.execute(f"UPDATE {q(layer)} SET {q(col)} = zeroblob(?) WHERE {q(fid_col)} = ?",
+                con.execute(f"UPDATE {_q(layer)} SET {_q(col)} = zeroblob(?) WHERE {_q(fid_col)} = ?",
                             (len(head) + int(size), int(fid)))
                 with con.blobopen(layer, col, fid) as out:
                     out.write(head)
@@ -352,10 +358,6 @@ def _put_big_rows(path, layer: str, rows) -> None:
                                           f"{len(head) + size}")
             for _, sql in triggers:
                 con.execute(sql)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     finally:
         con.close()
 
