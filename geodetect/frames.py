@@ -161,6 +161,8 @@ def _write_gpkg(dets, tmp, layer: str) -> None:
 
         con = sqlite3.connect(":memory:")
         most = con.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) - 64 - 9
+        if not _has_rtree(con):  # a SQLite without R-trees (TensorFlow's, loaded first) cannot keep the index
+            most = -1
         con.close()
         plans = {k: plan for k, plan in plans.items() if plan[1] <= most}
     for i in range(0, max(len(dets), 1), WRITE_CHUNK):
@@ -178,6 +180,12 @@ def _write_gpkg(dets, tmp, layer: str) -> None:
             _geometry_last(tmp, layer)
     if plans:
         _put_big_rows(tmp, layer, [(k + 1, geoms[k], plans[k]) for k in sorted(plans)])
+    if len(dets) and not _has_spatial_index(tmp):
+        import logging
+
+        logging.getLogger("geodetect").warning(
+            "%s: written without a spatial index: GDAL's SQLite has no R-tree module here (TensorFlow imported "
+            "before geodetect, pyogrio or rasterio binds them to its own SQLite); import geodetect first", tmp)
 
 
 #: rings cloned and converted to WKB at once while a big row is put into a GeoPackage
@@ -257,6 +265,29 @@ def _ring_bytes(rings) -> bytes:
     vertex[count_at] = False
     words[vertex] = np.ascontiguousarray(xy, "<f8").view("<u4").ravel()
     return words.tobytes()
+
+
+def _has_rtree(con) -> bool:
+    """Whether this SQLite has the R-tree module (a GeoPackage's spatial index needs it)."""
+    import sqlite3
+
+    try:
+        con.execute("CREATE VIRTUAL TABLE temp.geodetect_rtree_probe USING rtree(id, x0, x1)")
+        con.execute("DROP TABLE temp.geodetect_rtree_probe")
+        return True
+    except sqlite3.OperationalError:
+        return False
+
+
+def _has_spatial_index(path) -> bool:
+    """Whether a GeoPackage has an R-tree (its schema names one; read without the R-tree module)."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'rtree%'").fetchone()[0] > 0
+    finally:
+        con.close()
 
 
 def _q(name: str) -> str:

@@ -30,10 +30,11 @@ def real_dataset(name: str) -> Path:
 @pytest.fixture(scope="session")
 def tf():
     """TensorFlow, a required dependency of the built-in detectors: imported plainly, so a broken
-    install fails the tests that need it instead of turning them into skips."""
-    import tensorflow
+    install fails the tests that need it instead of turning them into skips. Through geodetect's
+    import, which loads the SQLite users (GDAL, sqlite3) first, as every detector does."""
+    from geodetect.plugins.weights import import_tensorflow
 
-    return tensorflow
+    return import_tensorflow()
 
 
 

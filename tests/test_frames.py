@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -393,3 +394,43 @@ def test_read_garbage_file(tmp_path, name):
     with pytest.raises(GeodetectError) as info:
         geodetect.read(path)
     assert str(path) in str(info.value)
+
+
+SQLITE_AFTER_TF = """
+import sys
+from geodetect.plugins.weights import import_tensorflow
+import_tensorflow()  # as every TensorFlow detector loads it, before anything has written a file
+import geodetect, geodetect.frames as frames
+sys.path.insert(0, sys.argv[2])
+from test_frames import _big_rows_frame
+frames.BIG_ROW_VERTICES = int(sys.argv[3])
+geodetect.write(_big_rows_frame(), sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("big", [1 << 40, 40], ids=["ogr", "big-rows"])
+def test_gpkg_keeps_its_spatial_index_after_tensorflow(tmp_path, tf, big):
+    """TensorFlow carries a SQLite without the R-tree module and makes its symbols global: GDAL and sqlite3
+    loaded after it wrote GeoPackages with no spatial index (silently). geodetect loads them first."""
+    import subprocess
+    import sys
+
+    import pyogrio
+
+    out = tmp_path / "d.gpkg"
+    proc = subprocess.run([sys.executable, "-c", SQLITE_AFTER_TF, str(out), str(Path(__file__).parent), str(big)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "without a spatial index" not in proc.stderr
+    assert pyogrio.read_info(out)["capabilities"]["fast_spatial_filter"]
+    assert [r[0] for r in _gpkg_tables(out)["rtree"]] == [1, 2, 4, 5, 6, 8, 9, 10]
+
+
+def test_gpkg_without_rtree_module_warns(tmp_path, dets, monkeypatch, caplog):
+    """A GeoPackage written without its spatial index is said so (not silently degraded)."""
+    import geodetect.frames as frames
+
+    monkeypatch.setattr(frames, "_has_spatial_index", lambda path: False)
+    with caplog.at_level("WARNING", logger="geodetect"):
+        geodetect.write(dets, tmp_path / "d.gpkg")
+    assert "without a spatial index" in caplog.text

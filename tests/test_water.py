@@ -282,7 +282,9 @@ def test_plugin_imports_are_light():
 
 @pytest.fixture(scope="module")
 def segmenter():
-    import tensorflow  # noqa: F401  (a required dependency: a broken install fails here)
+    from geodetect.plugins.weights import import_tensorflow
+
+    import_tensorflow()  # a required dependency: a broken install fails here
     det = _segmenter_mod().WaterSegmenter()
     det.ensure_loaded()
     return det

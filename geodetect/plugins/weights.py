@@ -44,6 +44,23 @@ def verify_weights(path, sha256: str | None, *, detector: str = "?") -> Path:
     return p
 
 
+def _load_sqlite_users_first() -> None:
+    """Load Python's sqlite3 and GDAL (pyogrio's, rasterio's) before TensorFlow.
+
+    TensorFlow makes its symbols global and carries its own SQLite, built without the R-tree module.
+    A SQLite user loaded after it binds to that copy: GDAL then writes GeoPackages with no spatial
+    index, silently, and sqlite3 cannot open their R-tree ("no such module: rtree"). Libraries
+    loaded first keep their own SQLite.
+    """
+    import importlib
+
+    for name in ("sqlite3", "pyogrio", "rasterio"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # not installed: nothing of it to protect
+            pass
+
+
 def import_tensorflow():
     """Import TensorFlow without its C++ start-up chatter on stderr, or say which extra to install.
 
@@ -59,6 +76,7 @@ def import_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
+    _load_sqlite_users_first()
     saved = None
     try:
         sys.stderr.flush()
