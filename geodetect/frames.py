@@ -142,6 +142,12 @@ def write(dets, path, *, overwrite: bool = True) -> Path:
         raise
     except Exception as exc:  # noqa: BLE001 - a driver's own error types
         raise OutputError(f"{path}: could not write {fmt} ({type(exc).__name__}: {exc})") from exc
+    if fmt == "GPKG" and len(dets) and not _has_spatial_index(path):
+        import logging
+
+        logging.getLogger("geodetect").warning(
+            "%s: written without a spatial index: GDAL's SQLite has no R-tree module here (TensorFlow imported "
+            "before geodetect, pyogrio or rasterio binds them to its own SQLite); import geodetect first", path)
     return path
 
 
@@ -180,12 +186,6 @@ def _write_gpkg(dets, tmp, layer: str) -> None:
             _geometry_last(tmp, layer)
     if plans:
         _put_big_rows(tmp, layer, [(k + 1, geoms[k], plans[k]) for k in sorted(plans)])
-    if len(dets) and not _has_spatial_index(tmp):
-        import logging
-
-        logging.getLogger("geodetect").warning(
-            "%s: written without a spatial index: GDAL's SQLite has no R-tree module here (TensorFlow imported "
-            "before geodetect, pyogrio or rasterio binds them to its own SQLite); import geodetect first", tmp)
 
 
 #: rings cloned and converted to WKB at once while a big row is put into a GeoPackage

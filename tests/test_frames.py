@@ -427,10 +427,12 @@ def test_gpkg_keeps_its_spatial_index_after_tensorflow(tmp_path, tf, big):
 
 
 def test_gpkg_without_rtree_module_warns(tmp_path, dets, monkeypatch, caplog):
-    """A GeoPackage written without its spatial index is said so (not silently degraded)."""
+    """A GeoPackage written without its spatial index is said so, naming the file written (not its temporary
+    name; not silently degraded)."""
     import geodetect.frames as frames
 
     monkeypatch.setattr(frames, "_has_spatial_index", lambda path: False)
     with caplog.at_level("WARNING", logger="geodetect"):
         geodetect.write(dets, tmp_path / "d.gpkg")
     assert "without a spatial index" in caplog.text
+    assert f"{tmp_path / 'd.gpkg'}: written without" in caplog.text
