@@ -482,9 +482,9 @@ def bench_spark(tmp, quick, detector="sea-lion-counter", pairs=None):
     reference, ...; 3 pairs, 2 quick): the figure is the median of the pairs' ratios, each pair
     seeing the same machine. Spark stops Python workers idle for a minute, as they are while the
     reference runs, so the cluster runs the 8 scenes once untimed before each timed run (the
-    seconds of that re-warm are printed: they show what a cold worker costs). Printed beside it, each run once before the pairs: the same
-    one-thread process unpinned (its reader thread runs on the idle second core: the cores it used
-    are printed) and one process with its default threads.
+    seconds of that re-warm are printed: they show what a cold worker costs). Printed beside it,
+    each run once before the pairs: the same one-thread process unpinned (its reader thread runs on
+    the idle second core: the cores it used are printed) and one process with its default threads.
     """
     sys.path.insert(0, str(ROOT / "scripts"))
     from spark_cluster import LocalCluster
