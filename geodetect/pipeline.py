@@ -247,9 +247,7 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
     from geodetect.stac import scene_override, scene_source, with_item_columns
 
     spec = det.spec
-    # GDAL decodes a read's compressed blocks in one thread unless the user sets GDAL_NUM_THREADS (GDAL reads the
-    # variable itself): measured on 2 cores, the reader and converter threads already keep both busy
-    with rasterio.Env(GDAL_CACHEMAX=opts.gdal_cache_mb * 2**20), \
+    with rasterio.Env(GDAL_CACHEMAX=opts.gdal_cache_mb * 2**20, **_decode_threads()), \
             scene_source(path, spec.bands, opts.band_override) as src:  # a STAC item: its bands stacked in a VRT
         with open_scene(
             src,
@@ -278,6 +276,22 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
             return gdf, st
 
 
+def _decode_threads() -> dict:
+    """``GDAL_NUM_THREADS`` for reading a scene: the cores this process may use (at most 4), unless the user set it.
+
+    GDAL then decodes the compressed blocks of one read in parallel; :func:`_tile_reads` reads a strip of
+    tiles at once, so each read has a row of new blocks to decode (a lone 512 px tile at stride 448 has
+    about two, too few to gain from threads). A user's ``GDAL_NUM_THREADS`` is left to GDAL.
+    """
+    if os.environ.get("GDAL_NUM_THREADS"):
+        return {}
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    return {"GDAL_NUM_THREADS": str(max(1, min(4, cores)))}
+
+
 def _release_working_memory(det) -> None:
     """Call the detector's optional ``release_working_memory()`` (ONNX detectors have one); never fails the run."""
     release = getattr(det, "release_working_memory", None)
@@ -286,6 +300,41 @@ def _release_working_memory(det) -> None:
             release()
         except Exception as exc:  # noqa: BLE001 - only memory is at stake
             log.debug("release_working_memory of %s failed: %s", det.spec.name, exc)
+
+
+STRIP_BYTES = 32 * 2**20  # at most this many bytes of pixels (as stored) read at once for one run of tiles
+
+
+def _tile_reads(scene: Scene, tiling: Tiling, tile_ids, stop: threading.Event):
+    """Yield (tile id, raw pixels (C, h, w), raw validity mask or ``None``) in ``tile_ids``' order.
+
+    Neighbouring tiles of one tile row are read as one window (a strip of up to :data:`STRIP_BYTES`)
+    and cut from it: GDAL then decodes the strip's compressed blocks in one call, in parallel when
+    ``GDAL_NUM_THREADS`` allows, instead of each 2 x 2 block neighbourhood per tile, and the columns
+    that neighbouring tiles share are copied once. The pixels are those of per-tile reads (integer
+    windows, no resampling); a resampled scene is read tile by tile, as its windows are fractional.
+    """
+    ids = [int(i) for i in tile_ids]
+    itemsize = max(np.dtype(scene.dataset.dtypes[b - 1]).itemsize for b in scene.indexes)
+    k = 0
+    while k < len(ids):
+        if stop.is_set():
+            return
+        x0, y0, w, h = tiling.tile(ids[k])
+        run = [(ids[k], x0, w)]
+        if not scene.resampled:  # the next tiles of the same row, while the strip stays under STRIP_BYTES
+            budget = STRIP_BYTES // max(1, h * len(scene.indexes) * itemsize)
+            while k + len(run) < len(ids) and ids[k + len(run)] == run[-1][0] + 1:
+                nx, ny, nw, nh = tiling.tile(ids[k + len(run)])
+                if ny != y0 or nh != h or nx + nw - x0 > budget:
+                    break
+                run.append((ids[k + len(run)], nx, nw))
+        width = run[-1][1] + run[-1][2] - x0
+        raw, valid = scene._read_raw(x0, y0, width, h)
+        for i, x, tw in run:
+            a = x - x0
+            yield i, raw[:, :, a:a + tw], (None if valid is None else valid[:, a:a + tw])
+        k += len(run)
 
 
 def _batches(scene: Scene, tiling: Tiling, tile_ids, batch_size: int, stats: SceneStats, stop: threading.Event,
@@ -297,11 +346,7 @@ def _batches(scene: Scene, tiling: Tiling, tile_ids, batch_size: int, stats: Sce
     Nodata tiles are counted in ``stats`` when they are in ``core`` (halo tiles of a block are not its own).
     """
     ids, raws, valids, skipped = [], [], [], 0
-    for i in tile_ids:
-        if stop.is_set():
-            return
-        x0, y0, w, h = tiling.tile(i)
-        raw, valid = scene._read_raw(x0, y0, w, h)
+    for i, raw, valid in _tile_reads(scene, tiling, tile_ids, stop):
         if valid is not None and not valid.any():
             stats.tiles_nodata += i in core
             skipped += 1

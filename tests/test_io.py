@@ -144,3 +144,86 @@ def test_blocks_decoded_in_threads_give_the_same_detections(write_raster, monkey
     one = gd.detect(path, BrightPoints, tile_size=256, overlap=32, progress=False)
     assert len(many) > 40
     assert many.geometry.equals(one.geometry) and np.array_equal(many.score.to_numpy(), one.score.to_numpy())
+
+
+def _reference_tiles(scene, tiling, ids):
+    """Each tile read on its own, as rasterio reads a window (bands first, pixels as stored)."""
+    from rasterio.windows import Window
+
+    out = {}
+    for i in ids:
+        x0, y0, w, h = tiling.tile(i)
+        raw = scene.dataset.read(scene.indexes, window=Window(x0, y0, w, h))
+        masks = scene.dataset.read_masks(scene.indexes, window=Window(x0, y0, w, h)).max(axis=0) > 0
+        out[i] = raw, masks
+    return out
+
+
+@pytest.mark.parametrize("per_strip", [1, 2, None])  # tiles a read at most (None: the default, whole rows here)
+@pytest.mark.parametrize("kind", ["uint8 nodata", "float32 NaN", "uint16 no mask"])
+def test_tiles_cut_from_strips_equal_tiles_read_alone(write_raster, monkeypatch, per_strip, kind):
+    """Neighbouring tiles of a row are read as one strip and cut from it: every tile equals its own window read."""
+    import threading
+
+    from geodetect import pipeline
+    from geodetect.io.tiling import Tiling
+
+    rng = np.random.default_rng(5)
+    shape = (3, 333, 517)  # edge tiles are clipped in both directions
+    if kind == "uint8 nodata":
+        img = rng.integers(1, 255, shape).astype(np.uint8)
+        img[:, 100:180, 200:260] = 0
+        path = write_raster(img, nodata=0, tiled=True, blockxsize=64, blockysize=64, compress="deflate")
+    elif kind == "float32 NaN":
+        img = rng.random(shape, dtype=np.float32)
+        img[1, 10:20, 400:420] = np.nan
+        path = write_raster(img)
+    else:
+        img = rng.integers(0, 4000, shape).astype(np.uint16)
+        path = write_raster(img, interleave="band")
+    if per_strip is not None:  # tiles 100 px wide at a stride of 72, 100 rows, 3 bands
+        monkeypatch.setattr(pipeline, "STRIP_BYTES", (72 * (per_strip - 1) + 100) * 100 * 3 * img.dtype.itemsize)
+    scene = open_scene(path, bands=(1, 2, 3))
+    tiling = Tiling(scene.width, scene.height, 100, 28)
+    ids = [i for i in range(len(tiling)) if i % 11 != 5]  # gaps in the rows, as a block's or a resumed run's ids
+    want = _reference_tiles(scene, tiling, ids)
+    reads = []
+    monkeypatch.setattr(scene, "_read_raw", lambda *a, _f=scene._read_raw: reads.append(a) or _f(*a))
+    got = list(pipeline._tile_reads(scene, tiling, ids, threading.Event()))
+    assert [g[0] for g in got] == ids
+    widest = max(w for _, _, w, _ in reads)
+    assert widest == {1: 100, 2: 172, None: 517}[per_strip]  # 517: a whole row of the scene in one read
+    for i, raw, valid in got:
+        ref_raw, ref_valid = want[i]
+        assert raw.shape == ref_raw.shape and raw.dtype == ref_raw.dtype
+        np.testing.assert_array_equal(raw, ref_raw)  # NaN equal NaN
+        if kind == "float32 NaN":
+            ref_valid = ref_valid & np.all(np.isfinite(ref_raw), axis=0)
+        if valid is None:
+            assert ref_valid.all()
+        else:
+            np.testing.assert_array_equal(valid, ref_valid)
+        data, mask = scene._to_float(raw, valid, pad_to=100)
+        alone, alone_mask = scene.read(*tiling.tile(i), pad_to=100)
+        np.testing.assert_array_equal(data, alone)
+        np.testing.assert_array_equal(mask, alone_mask)
+    scene.close()
+
+
+def test_strip_reads_and_decode_threads_change_no_detection(write_raster, monkeypatch):
+    """Tiles read one window at a time in one decoding thread give the same detections as strips in threads."""
+    from geodetect import pipeline
+
+    rng = np.random.default_rng(8)
+    spots = [tuple(int(v) for v in rng.integers(10, 890, 2)) for _ in range(80)]
+    img = np.stack([_spots((900, 900), spots)] * 3) + rng.integers(0, 20, (3, 900, 900)).astype(np.uint8)
+    path = write_raster(img, tiled=True, blockxsize=128, blockysize=128, compress="deflate")
+    monkeypatch.delenv("GDAL_NUM_THREADS", raising=False)
+    assert pipeline._decode_threads()["GDAL_NUM_THREADS"] in {"1", "2", "3", "4"}
+    strips = gd.detect(path, BrightPoints, tile_size=256, overlap=32, progress=False)
+    monkeypatch.setattr(pipeline, "STRIP_BYTES", 1)
+    monkeypatch.setenv("GDAL_NUM_THREADS", "1")
+    assert pipeline._decode_threads() == {}  # the user's setting is left to GDAL
+    alone = gd.detect(path, BrightPoints, tile_size=256, overlap=32, progress=False)
+    assert len(strips) > 60
+    assert strips.geometry.equals(alone.geometry) and np.array_equal(strips.score.to_numpy(), alone.score.to_numpy())
