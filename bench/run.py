@@ -186,7 +186,9 @@ def bench_io_windows(tmp, quick):
     512 px tiles, 64 px overlap, a three-band uint8 deflate scene, warm (file in the page cache,
     imports and first calls done), both with the same 64 MB GDAL cache; alternated pairs, median ratio.
     The reference reads each tile window as uint8 and does nothing else; geodetect also scales to
-    float32, pads edge tiles, checks nodata, batches, calls predict and builds an (empty) table.
+    float32, pads edge tiles, checks nodata, batches, calls predict and builds an (empty) table. It
+    reads neighbouring tiles as one strip, decoded in its default GDAL_NUM_THREADS (the usable cores);
+    the note gives the ratio against plain window reads with that setting too.
     """
     import rasterio
     from rasterio.windows import Window
@@ -200,8 +202,13 @@ def bench_io_windows(tmp, quick):
     t = Tiling(size, size, 512, 64)
     windows = [Window(*t.tile(i)) for i in range(len(t))]
 
-    def plain():
-        with rasterio.Env(GDAL_CACHEMAX=64 * 2**20), rasterio.open(path) as ds:
+    from geodetect.pipeline import _decode_threads
+
+    threads = _decode_threads().get("GDAL_NUM_THREADS")  # what gd.detect decodes with (None: the user's setting)
+
+    def plain(num_threads=None):
+        env = {} if num_threads is None else {"GDAL_NUM_THREADS": num_threads}
+        with rasterio.Env(GDAL_CACHEMAX=64 * 2**20, **env), rasterio.open(path) as ds:
             for w in windows:
                 ds.read((1, 2, 3), window=w)
 
@@ -212,9 +219,14 @@ def bench_io_windows(tmp, quick):
     plain()
     got, ref, ratio = _best_pair(ours, plain, 5)
     mp = size * size / 1e6
+    note = (f"{size}x{size}x3 uint8 deflate, {len(windows)} windows of 512 px, overlap 64, 64 MB cache, detector finds "
+            "nothing; plain reads with GDAL's default decoding (the environment's GDAL_NUM_THREADS, else 1)")
+    if threads:  # the same windows read plainly with geodetect's decoding threads: no faster one window at a time
+        _, ref_t, ratio_t = _best_pair(ours, lambda: plain(threads), 3)
+        note += (f"; gd.detect reads strips of tiles with GDAL_NUM_THREADS={threads}: against plain window reads with "
+                 f"that setting {mp / ref_t:.1f} MP/s, ratio {ratio_t:.2f}")
     return dict(name="io-windows", value=mp / got, reference=mp / ref, unit="MP/s", ratio=ratio, target=">= 0.9",
-                ok=ratio >= 0.9, note=f"{size}x{size}x3 uint8 deflate, {len(windows)} windows of 512 px, overlap 64, "
-                                      f"64 MB cache, detector finds nothing; GDAL_NUM_THREADS as the environment sets it (both sides)")
+                ok=ratio >= 0.9, note=note)
 
 
 FIRST_CALL_SCRIPT = """

@@ -330,7 +330,7 @@ def _tile_reads(scene: Scene, tiling: Tiling, tile_ids, stop: threading.Event):
                     break
                 run.append((ids[k + len(run)], nx, nw))
         width = run[-1][1] + run[-1][2] - x0
-        raw, valid = scene._read_raw(x0, y0, width, h)
+        raw, valid = scene._read_raw(x0, y0, width, h, interleaved=True)
         for i, x, tw in run:
             a = x - x0
             yield i, raw[:, :, a:a + tw], (None if valid is None else valid[:, a:a + tw])

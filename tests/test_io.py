@@ -188,7 +188,7 @@ def test_tiles_cut_from_strips_equal_tiles_read_alone(write_raster, monkeypatch,
     ids = [i for i in range(len(tiling)) if i % 11 != 5]  # gaps in the rows, as a block's or a resumed run's ids
     want = _reference_tiles(scene, tiling, ids)
     reads = []
-    monkeypatch.setattr(scene, "_read_raw", lambda *a, _f=scene._read_raw: reads.append(a) or _f(*a))
+    monkeypatch.setattr(scene, "_read_raw", lambda *a, _f=scene._read_raw, **k: reads.append(a) or _f(*a, **k))
     got = list(pipeline._tile_reads(scene, tiling, ids, threading.Event()))
     assert [g[0] for g in got] == ids
     widest = max(w for _, _, w, _ in reads)

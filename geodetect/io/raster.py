@@ -241,10 +241,13 @@ class Scene:
         raw, valid = self._read_raw(col_off, row_off, width, height)
         return self._to_float(raw, valid, pad_to, out)
 
-    def _read_raw(self, col_off: int, row_off: int, width: int, height: int):
+    def _read_raw(self, col_off: int, row_off: int, width: int, height: int, interleaved: bool = False):
         """The pixels of a grid window as stored, (C, h, w), and the validity mask (``None``: all valid).
 
-        The pipeline reads in one thread and converts (:meth:`_to_float`) in another.
+        The pipeline reads in one thread and converts (:meth:`_to_float`) in another. ``interleaved``: the
+        array is a (C, h, w) view of (h, w, C) memory; GDAL's copy into it costs more than into bands
+        apart, and the float32 tile costs less (one contiguous pass): the pipeline, whose strips are
+        decoded in GDAL's threads while another thread converts, reads so; a lone :meth:`read` does not.
         """
         from rasterio.enums import Resampling
         from rasterio.windows import Window
@@ -254,9 +257,10 @@ class Scene:
         window = Window(col_off / fx, row_off / fy, width / fx, height / fy)
         out_shape = (len(self.indexes), height, width)
         try:
-            # pixel-interleaved memory (h, w, C) seen as (C, h, w): GDAL writes the bands side by side, and
-            # the float32 (h, w, C) tile is then made in one contiguous pass (about 3x faster than per band)
-            raw = np.empty((height, width, len(self.indexes)), self._raw_dtype).transpose(2, 0, 1)
+            if interleaved:
+                raw = np.empty((height, width, len(self.indexes)), self._raw_dtype).transpose(2, 0, 1)
+            else:
+                raw = np.empty((len(self.indexes), height, width), self._raw_dtype)
             if self.resampled:
                 ds.read(self.indexes, window=window, out=raw, resampling=Resampling.bilinear)
             else:
@@ -315,14 +319,18 @@ class Scene:
         if (hh, ww) != (height, width):
             data[height:] = 0
             data[:height, width:] = 0
-        # convert, scale and move bands last in one pass: contiguous when the pixels are interleaved, as
-        # _read_raw reads them (about 3x faster than band by band into the interleaved tile)
-        view, hwc = data[:height, :width], raw.transpose(1, 2, 0)
-        if offset:
-            np.subtract(hwc, np.float32(offset), out=view, casting="unsafe")
-            view *= np.float32(factor)
-        else:
-            np.multiply(hwc, np.float32(factor), out=view, casting="unsafe")
+        # convert, scale and move bands last: in one contiguous pass when the pixels are interleaved (as the
+        # pipeline reads them), else band by band (faster than numpy's strided pass over all three axes)
+        hwc = raw.transpose(1, 2, 0)
+        interleaved = hwc.strides[2] == hwc.itemsize and hwc.strides[1] == hwc.itemsize * hwc.shape[2]
+        pairs = [(hwc, data[:height, :width])] if interleaved else [(raw[k], data[:height, :width, k])
+                                                                   for k in range(raw.shape[0])]
+        for src, view in pairs:
+            if offset:
+                np.subtract(src, np.float32(offset), out=view, casting="unsafe")
+                view *= np.float32(factor)
+            else:
+                np.multiply(src, np.float32(factor), out=view, casting="unsafe")
         if valid is None:
             return data, _all_valid_mask(hh, ww, height, width)
         if not valid.all():
