@@ -305,6 +305,7 @@ def _run_units(detector, options: dict, pieces: bool = False):
         ctx = TaskContext.get()
         # one task = spark.task.cpus cores: models must not spread over the cores other tasks use
         os.environ.setdefault("GEODETECT_TF_THREADS", str(ctx.cpus() if ctx is not None else 1))
+        os.environ.setdefault("GDAL_NUM_THREADS", os.environ["GEODETECT_TF_THREADS"])  # and GDAL's decoding too
         det = resolve_detector(detector)  # named detectors: loaded once per worker process
         _freeze_worker_heap()
         opts = make_options(det.spec, progress=False, **options)
