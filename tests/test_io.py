@@ -132,20 +132,6 @@ def test_web_mercator_pixels_measured_on_the_ground(write_raster):
     assert s.resampled and s.width == round(100 * 23.7 / 30)
 
 
-def test_blocks_decoded_in_threads_give_the_same_detections(write_raster, monkeypatch):
-    """A user's GDAL_NUM_THREADS (GDAL then decodes a tile's blocks in parallel) changes nothing but speed."""
-    rng = np.random.default_rng(3)
-    spots = [tuple(int(v) for v in rng.integers(10, 590, 2)) for _ in range(60)]
-    img = np.stack([_spots((600, 600), spots)] * 3) + rng.integers(0, 20, (3, 600, 600)).astype(np.uint8)
-    path = write_raster(img, tiled=True, blockxsize=64, blockysize=64, compress="deflate")
-    monkeypatch.delenv("GDAL_NUM_THREADS", raising=False)
-    many = gd.detect(path, BrightPoints, tile_size=256, overlap=32, progress=False)
-    monkeypatch.setenv("GDAL_NUM_THREADS", "2")  # blocks decoded in two threads
-    one = gd.detect(path, BrightPoints, tile_size=256, overlap=32, progress=False)
-    assert len(many) > 40
-    assert many.geometry.equals(one.geometry) and np.array_equal(many.score.to_numpy(), one.score.to_numpy())
-
-
 def _reference_tiles(scene, tiling, ids):
     """Each tile read on its own, as rasterio reads a window (bands first, pixels as stored)."""
     from rasterio.windows import Window
@@ -211,7 +197,8 @@ def test_tiles_cut_from_strips_equal_tiles_read_alone(write_raster, monkeypatch,
 
 
 def test_strip_reads_and_decode_threads_change_no_detection(write_raster, monkeypatch):
-    """Tiles read one window at a time in one decoding thread give the same detections as strips in threads."""
+    """Tiles read one window at a time in one decoding thread (a user's GDAL_NUM_THREADS=1) give the same detections
+    as strips of tiles whose blocks GDAL decodes in parallel (the default)."""
     from geodetect import pipeline
 
     rng = np.random.default_rng(8)
