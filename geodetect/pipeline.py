@@ -318,7 +318,7 @@ def _tile_reads(scene: Scene, tiling: Tiling, tile_ids, stop: threading.Event):
     windows, no resampling); a resampled scene is read tile by tile, as its windows are fractional.
     """
     ids = [int(i) for i in tile_ids]
-    itemsize = max(np.dtype(scene.dataset.dtypes[b - 1]).itemsize for b in scene.indexes)
+    itemsize = scene._raw_dtype.itemsize  # the dtype _read_raw reads the strip as
     k = 0
     while k < len(ids):
         if stop.is_set():
