@@ -280,7 +280,7 @@ def _decode_threads() -> dict:
     """``GDAL_NUM_THREADS`` for reading a scene: the cores this process may use (at most 4), unless the user set it.
 
     GDAL then decodes the compressed blocks of one read in parallel; :func:`_tile_reads` reads a strip of
-    tiles at once, so each read has a row of new blocks to decode (a lone 512 px tile at stride 448 has
+    tiles at once, so each read has several new blocks to decode (a lone 512 px tile at stride 448 has
     about two, too few to gain from threads). A user's ``GDAL_NUM_THREADS`` is left to GDAL.
     """
     if os.environ.get("GDAL_NUM_THREADS"):
