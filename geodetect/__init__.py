@@ -11,7 +11,7 @@ from geodetect.analytics import aggregate, change, heatmap, sql
 from geodetect.counts import counts
 from geodetect.errors import GeodetectError
 from geodetect.frames import read, write
-from geodetect.pipeline import detect
+from geodetect.pipeline import detect, segment
 from geodetect.plugins import Detector, DetectorSpec, Task, list_detectors, register_detector, register_model
 from geodetect.viz import quicklook, quicklook_counts, to_kepler
 
@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "detect",
+    "segment",
     "write",
     "aggregate",
     "heatmap",

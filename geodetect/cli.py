@@ -69,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--out", "-o", help="output file; format by extension: .parquet (GeoParquet), .geojson, .fgb, .gpkg, .csv. "
         "A folder (existing, ending in /, or without extension) makes a resumable run: one part per scene, "
-        "a manifest.json and detections.parquet. Without --out, GeoJSON goes to stdout",
+        "a manifest.json and detections.parquet. A .tif (segmentation detectors, one scene) is the class map "
+        "as a GeoTIFF on the scene's grid instead of polygons: 0 none, 1.. the classes, 255 nodata; memory "
+        "does not grow with the scene. Without --out, GeoJSON goes to stdout",
     )
     d.add_argument("--resume", action="store_true", help="with a folder --out: skip the scenes already done")
     d.add_argument("--fail-fast", action="store_true", help="stop at the first bad scene (default: go on, exit 3)")
@@ -237,6 +239,8 @@ def _cmd_detect(args) -> int:
         crs=args.crs, bounds=tuple(args.bounds) if args.bounds else None, bands=args.bands,
         progress=not (args.no_progress or args.quiet),
     )
+    if args.out and args.out.lower().endswith((".tif", ".tiff")):
+        return _detect_to_raster(args, options)
     if args.out and _is_dir_target(args.out):
         return _detect_to_dir(args, options)
     if args.resume:
@@ -270,6 +274,30 @@ def _cmd_detect(args) -> int:
     if failed:
         _say(args, f"{len(failed)} of {len(stats)} scenes failed (listed above); exit code {EXIT_PARTIAL}")
         return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _detect_to_raster(args, options) -> int:
+    from geodetect.pipeline import segment
+
+    if args.resume:
+        raise ConfigError("--resume is for a folder --out; a class raster (.tif) is written in one go")
+    if len(args.scenes) != 1:
+        raise ConfigError(f"{args.out}: a class raster holds one scene, got {len(args.scenes)}: run once per scene, "
+                          "or give --out a .parquet or a folder for the detections of many")
+    if args.crs_out != "EPSG:4326":
+        raise ConfigError(f"{args.out}: a class raster is written on the scene's own grid and CRS, so --crs-out does "
+                          "not apply; reproject the file afterwards (e.g. gdalwarp -t_srs ...)")
+    opts = {k: v for k, v in options.items() if k != "crs_out"}
+    res = segment(args.scenes[0], _detector(args), args.out, **opts)
+    st = res["stats"]
+    total = max(1, res["grid"][0] * res["grid"][1])
+    shown = ", ".join(f"{k} {v:,} px ({100 * v / total:.1f} %)" for k, v in res["pixels"].items() if v or k != "nodata")
+    _say(args, f"{st['path']}: {st['tiles_run']} of {st['tiles_total']} tiles run ({st['tiles_nodata']} nodata tiles "
+               f"skipped); {shown}")
+    for note in st["notes"]:
+        _say(args, f"note: {st['path']}: {note}")
+    _say(args, f"wrote the class raster {res['path']} ({res['grid'][0]} x {res['grid'][1]} px)")
     return EXIT_OK
 
 

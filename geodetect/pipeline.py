@@ -157,6 +157,80 @@ def detect(
     return out
 
 
+def segment(
+    scene,
+    detector,
+    out,
+    *,
+    bands=None,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    crs=None,
+    bounds=None,
+    scaling=None,
+    gsd_tolerance: float = 0.1,
+    scene_id: str | None = None,
+    progress: bool = True,
+    gdal_cache_mb: int = 64,
+) -> dict:
+    """Run a segmentation detector over one scene and write its class map as a GeoTIFF, without polygons.
+
+    The same tiles, blending and threshold as :func:`detect` (whose polygons outline exactly
+    this map's regions), written in blocks as the scene is read: memory does not grow with the
+    scene, and no polygon is made, so this is the output for scenes whose polygons would be
+    too many to hold (a flood map of a whole swath) or for raster workflows.
+
+    The file (``out``, ``.tif``) is a tiled, deflate-compressed uint8 GeoTIFF on the grid the
+    detector ran at (the scene's grid, or the resampled one when the scene's GSD was far from
+    the detector's) in the scene's CRS: 0 = no class, k = the detector's k-th class
+    (``classes[k - 1]``), 255 = nodata (no tile saw the pixel); the band's tags name the
+    classes (``CLASS_1=water``) and a colour table shows them in QGIS. Written atomically: a
+    failed run leaves no file.
+
+    Returns a dict: ``path``, ``scene_id``, ``grid`` (width, height), ``pixels`` (per class
+    name, with ``none`` and ``nodata``), ``pixel_size`` (x, y in the scene CRS's units) and
+    ``stats`` (as in ``detect``'s ``.attrs["geodetect"]``).
+
+    Examples
+    --------
+    >>> import geodetect as gd                                                      # doctest: +SKIP
+    >>> gd.segment("sfbay.tif", "water-expert-optical", "water.tif")["pixels"]      # doctest: +SKIP
+    {'none': 2031870, 'water': 1642018, 'nodata': 0}
+    """
+    from pathlib import Path
+
+    from geodetect._atomic import atomic_output
+    from geodetect.stac import expand_scenes
+
+    det = resolve_detector(detector)
+    spec = det.spec
+    if spec.task is not Task.SEGMENTATION:
+        raise ConfigError(f"detector {spec.name!r} is a {spec.task.value} detector; a class raster is written by "
+                          "segmentation detectors only: use detect() for its detections")
+    paths = expand_scenes(scene)
+    if len(paths) != 1:
+        raise ConfigError(f"segment() writes one class raster per scene; got {len(paths)} scenes: call it once for each")
+    out = Path(os.fspath(out))
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise ConfigError(f"{out}: a class raster is written as a GeoTIFF; give a name ending in .tif")
+    opts = make_options(spec, tile_size=tile_size, overlap=overlap, batch_size=batch_size, crs=crs, bounds=bounds,
+                        scaling=scaling, bands=bands, gsd_tolerance=gsd_tolerance, progress=progress,
+                        gdal_cache_mb=gdal_cache_mb)
+    sid = scene_id if scene_id is not None else scene_id_of(paths[0])
+    with atomic_output(out, what="the class raster", keep_temp=False) as tmp:
+        _, st = detect_scene(det, paths[0], opts, scene_id=sid, raster_out=tmp)
+    import rasterio
+
+    with rasterio.open(out) as ds:
+        pixel_size = (abs(ds.transform.a), abs(ds.transform.e))
+    n = st.class_pixels
+    pixels = {"none": int(n[0]), **{c: int(n[k]) for k, c in enumerate(spec.classes, 1)},
+              "nodata": int(n[255])}
+    return {"path": str(out), "scene_id": sid, "grid": st.grid, "pixels": pixels, "pixel_size": pixel_size,
+            "stats": {k: v for k, v in asdict(st).items()}}
+
+
 def scene_id_of(path) -> str:
     """Default scene id: the file stem (a STAC item's id)."""
     from pathlib import Path
@@ -235,12 +309,15 @@ def make_options(spec, *, tile_size=None, overlap=None, batch_size=8, crs_out="E
     return DetectOptions(size, ov, batch_size, crs_out, crs, bounds, scaling, override, tol, bool(progress), cache)
 
 
-def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | None = None, tile_rows=None):
+def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | None = None, tile_rows=None,
+                 raster_out=None):
     """Run a loaded detector over one scene: (detections GeoDataFrame, SceneStats). Raises GeodetectError.
 
     ``tile_rows=(r0, r1)`` restricts the work to one block of tile rows (Spark
     splits big scenes so); blocks of one scene report every object exactly
-    once between them (see :func:`_detect_scene`).
+    once between them (see :func:`_detect_scene`). ``raster_out`` (a
+    segmentation detector, whole scenes): write the class map there as a
+    GeoTIFF instead of making polygons (see :func:`segment`); the frame is then empty.
     """
     import rasterio
 
@@ -264,7 +341,7 @@ def detect_scene(det: Detector, path, opts: DetectOptions, *, scene_id: str | No
         ) as scene:
             check_footprint(scene.transform, scene.width, scene.height, scene.crs, scene.path, opts.crs_out)
             gdf, st = _detect_scene(det, scene, opts.tile_size, opts.overlap, opts.batch_size, opts.crs_out,
-                                    opts.progress, tile_rows)
+                                    opts.progress, tile_rows, raster_out)
             gdf = with_item_columns(gdf, path, st)  # a STAC item's datetime; its label as the stats' path
             dtype = np.dtype(scene.dataset.dtypes[scene.indexes[0] - 1])
             if np.issubdtype(dtype, np.floating) and dtype != np.float32 and opts.scaling == "dtype":
@@ -539,7 +616,7 @@ class _NoBar:
 
 
 def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_size: int, crs_out, progress: bool,
-                  tile_rows=None):
+                  tile_rows=None, raster_out=None):
     from geodetect.stitch import MaskMosaic, dedupe_boxes, dedupe_points
 
     spec = det.spec
@@ -637,6 +714,15 @@ def _detect_scene(det: Detector, scene: Scene, size: int, overlap: int, batch_si
             mine = (cy >= block[0]) & (cy < block[1])
             xy, cid, sc = xy[mine], cid[mine], sc[mine]
         geoms = georef.boxes_to_map(xy, scene.transform, src_crs, crs_out)
+    elif task is Task.SEGMENTATION and raster_out is not None:  # the class map, no polygons (gd.segment)
+        try:
+            st.class_pixels = mosaic.write_classes(
+                raster_out, scene.transform, scene.crs, spec.classes,
+                tags={"GEODETECT_DETECTOR": spec.name, "GEODETECT_VERSION": spec.version,
+                      "GEODETECT_THRESHOLD": spec.threshold})
+        finally:
+            mosaic.cleanup()
+        geoms, cid, sc = np.zeros(0, dtype=object), np.zeros(0, np.int64), np.zeros(0, np.float32)
     elif task is Task.SEGMENTATION:
         # a whole scene's polygons are made from placed coordinates, never held in pixels beside a placed copy (a
         # region with millions of holes is a scene's largest object); a Spark block's pieces are joined in pixels

@@ -109,6 +109,11 @@ def dedupe_boxes(xyxy, class_ids, scores, tile_ids, owned, iou: float, margin: f
     return keep
 
 
+#: colours of the class raster's classes 1, 2, ... (its colour table, as QGIS and GDAL show it)
+_PALETTE = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75),
+            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+
+
 class _MemRaster:
     """The part of a rasterio dataset :class:`MaskMosaic` uses (windowed read/write), on a numpy array."""
 
@@ -261,6 +266,69 @@ class MaskMosaic:
         acc[-1] += weight
         self._acc.write(acc, window=win)
 
+    def _classes(self, acc: np.ndarray):
+        """Accumulator rows ``acc`` (C + 1, h, w), normalised in place: (class map uint8, 0 = below the threshold
+        and k = class k - 1; the best class's blended probability; the values k present)."""
+        wsum = np.maximum(acc[-1], np.float32(1e-30))  # no weight -> sums are 0 -> probability 0
+        p = acc[:-1]
+        np.divide(p, wsum, out=p)  # float32, in place
+        if len(p) == 1:  # one class: no argmax needed
+            pbest = p[0]
+            cls = (pbest >= self.threshold).view(np.uint8)  # threshold > 0: pixels without weight stay off
+            return cls, pbest, ([1] if cls.any() else [])
+        best = p.argmax(axis=0)
+        pbest = np.take_along_axis(p, best[None], axis=0)[0]
+        cls = np.where(pbest >= self.threshold, best + 1, 0).astype(np.uint8)
+        return cls, pbest, np.flatnonzero(np.bincount(cls.ravel(), minlength=256)[1:]) + 1
+
+    #: the class raster's nodata value: pixels no tile gave a weight (the scene's nodata)
+    CLASS_NODATA = 255
+
+    def write_classes(self, path, transform, crs, class_names, *, tags: dict | None = None) -> np.ndarray:
+        """Write the class map of the whole scene as a tiled, deflate-compressed uint8 GeoTIFF at ``path``.
+
+        0 = no class reached the threshold, k = ``class_names[k - 1]``, :attr:`CLASS_NODATA` = no tile saw the
+        pixel (nodata in the scene). Written in windows of whole 256 x 256 blocks of at most
+        :attr:`STRIP_PIXELS`, so memory does not grow with the scene; no polygon is made. Returns the pixel
+        count of each value (length 256).
+        """
+        import rasterio
+        from rasterio.windows import Window
+
+        if self.rows is not None:
+            raise ValueError("MaskMosaic.write_classes: a whole scene only, not a block")
+        if len(class_names) >= self.CLASS_NODATA:
+            raise ValueError(f"a class raster holds at most {self.CLASS_NODATA - 1} classes")
+        bs = 256
+        rows = max(bs, self.STRIP_PIXELS // max(1, self.width) // bs * bs)
+        cols = max(bs, self.STRIP_PIXELS // rows // bs * bs)
+        counts = np.zeros(256, np.int64)
+        profile = dict(driver="GTiff", width=self.width, height=self.height, count=1, dtype="uint8", crs=crs,
+                       transform=transform, nodata=self.CLASS_NODATA, compress="deflate", BIGTIFF="IF_SAFER")
+        if self.width >= bs and self.height >= bs:
+            profile.update(tiled=True, blockxsize=bs, blockysize=bs)
+        with rasterio.open(path, "w", **profile) as dst:
+            for r0 in range(0, self.height, rows):
+                h = min(rows, self.height - r0)
+                for c0 in range(0, self.width, cols):
+                    w = min(cols, self.width - c0)
+                    acc = self._acc.read(window=Window(c0, r0, w, h))
+                    seen = acc[-1] > 0
+                    cls, _, _ = self._classes(acc)
+                    cls = np.where(seen, cls, np.uint8(self.CLASS_NODATA))
+                    counts += np.bincount(cls.ravel(), minlength=256)
+                    dst.write(cls, 1, window=Window(c0, r0, w, h))
+            dst.set_band_description(1, "class")
+            dst.update_tags(1, **{"CLASS_0": "none", **{f"CLASS_{k}": str(n) for k, n in enumerate(class_names, 1)},
+                                  f"CLASS_{self.CLASS_NODATA}": "nodata"})
+            if tags:
+                dst.update_tags(**{k: str(v) for k, v in tags.items()})
+            palette = {0: (0, 0, 0), self.CLASS_NODATA: (0, 0, 0)}  # a GeoTIFF palette has no alpha: nodata hides 255
+            for k in range(1, len(class_names) + 1):
+                palette[k] = _PALETTE[(k - 1) % len(_PALETTE)]
+            dst.write_colormap(1, palette)
+        return counts
+
     def _strip(self, r0: int, h: int, next_id: int):
         """Regions of rows [r0, r0 + h): (region ids from ``next_id`` on (0 = none), their classes, pixel counts,
         score sums)."""
@@ -268,23 +336,13 @@ class MaskMosaic:
         from scipy import ndimage
 
         acc = self._acc.read(window=Window(0, r0 - self._y0, self.width, h))  # in memory: a view of final rows
-        wsum = np.maximum(acc[-1], np.float32(1e-30))  # no weight -> sums are 0 -> probability 0
-        p = acc[:-1]
-        np.divide(p, wsum, out=p)  # float32, in place
-        if len(p) == 1:  # one class: no argmax needed
-            pbest = p[0]
-            cls = (pbest >= self.threshold).view(np.uint8)  # threshold > 0: pixels without weight stay off
-            present = [1] if cls.any() else []
-        else:
-            best = p.argmax(axis=0)
-            pbest = np.take_along_axis(p, best[None], axis=0)[0]
-            cls = np.where(pbest >= self.threshold, best + 1, 0).astype(np.uint8)
-            present = np.flatnonzero(np.bincount(cls.ravel(), minlength=256)[1:]) + 1
+        cls, pbest, present = self._classes(acc)
+        one = self.n_classes == 1
         dtype = np.int32 if next_id + cls.size < 2**31 else np.int64
         ids = None
         classes, cnts, sums = [], [], []
         for c in present:
-            on = cls.view(bool) if len(p) == 1 else cls == c
+            on = cls.view(bool) if one else cls == c
             lab, n = ndimage.label(on, output=dtype)
             idx = np.flatnonzero(on)  # statistics over the class's own pixels only: often a small part
             lab_on = lab.ravel()[idx]

@@ -85,6 +85,8 @@ BG, FG = 60, 200
 # iou_threshold 0.15 across windows); K: detections per tile in the exported model's padded output
 DF_SCORE, DF_NMS, DF_MOSAIC_IOU, DF_K = 0.1, 0.05, 0.15, 300
 BOX_PEERS = ("deepforest",)
+#: geodetect-raster: gd.segment, the class map as a GeoTIFF (the output a mask peer's side writes), no polygons
+SIDES = ("peer", "geodetect", "geodetect-raster")
 
 
 # ----------------------------------------------------------------------------- networks
@@ -493,6 +495,11 @@ def worker(args) -> None:
             crs = ds.crs.to_string()
         cls = detector_class(wd / f"{args.peer}-mlm.json")
         t0 = time.perf_counter()
+        if args.side == "geodetect-raster":  # the output TorchGeo's side writes: a class raster, no polygons
+            res = gd.segment(args.scene, cls, args.out, progress=False, batch_size=BATCH)
+            print(json.dumps({"seconds": time.perf_counter() - t0, "vmhwm_mb": _vmhwm_mb(), "pixels": res["pixels"],
+                              "geodetect_path": str(Path(gd.__file__).parent)}))
+            return
         dets = gd.detect(args.scene, cls, crs_out=crs, progress=False, batch_size=BATCH)
         info = {"polygons": len(dets), "geodetect_path": str(Path(gd.__file__).parent)}
         gd.write(dets[["score", "geometry"] if "score" in dets.columns else ["geometry"]], args.out)  # geodetect's writer
@@ -774,8 +781,9 @@ def main() -> None:
     ap.add_argument("--rss-only", action="store_true", help="peak RSS (and seconds) on the big scene only, "
                     "30000^2 = 900 Mpx unless --size; no seam scene or figures; rows merged into --json "
                     "(see the module docstring)")
-    ap.add_argument("--sides", nargs="+", default=["peer", "geodetect"], choices=["peer", "geodetect"],
-                    help="--rss-only: the sides to run (default both)")
+    ap.add_argument("--sides", nargs="+", default=["peer", "geodetect", "geodetect-raster"],
+                    choices=["peer", "geodetect", "geodetect-raster"],
+                    help="--rss-only: the sides to run (default all three; geodetect-raster: gd.segment, a class raster as a mask peer writes)")
     ap.add_argument("--min-available-mb", type=int, default=1024, help="--rss-only: stop a side when the "
                     "machine's MemAvailable falls under this (recorded as such, with the peak reached; it stops the side this "
                     "run watches, whoever used the memory: run one side at a time)")
@@ -900,11 +908,13 @@ def rss_only(args) -> None:
                         print(f"{peer:12s} geodetect: same ONNX as {twin}'s, its run stands for both", flush=True)
                         save()
                         continue
+                if side == "geodetect-raster" and peer in BOX_PEERS:
+                    continue  # boxes have no class raster
                 ext = "gpkg" if side == "geodetect" or peer in BOX_PEERS else "tif"
                 out = wd / f"{peer}-{side}-big.{ext}"
                 fig: dict = {"load_before": os.getloadavg(),
                              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-                if side == "geodetect":  # the worker imports geodetect as this process does (same PYTHONPATH)
+                if side != "peer":  # the worker imports geodetect as this process does (same PYTHONPATH)
                     import geodetect
 
                     src = Path(geodetect.__file__).parent
@@ -935,7 +945,7 @@ def rss_only(args) -> None:
     results["runs"][-1]["load_at_end"] = os.getloadavg()
     save()
     for peer, row in results["peers"].items():
-        for side in ("peer", "geodetect"):
+        for side in SIDES:
             f = row.get(side)
             if f is None:
                 continue
@@ -968,7 +978,7 @@ def run_peer(peer, wd, big, seam, objs, mpx, threads, timeout) -> dict:
     (wd / f"{peer}.json").write_text(json.dumps({"seed": seed}))
     ref = reference_boxes(net, seam_img, objs) if boxes else reference_mask(net, seam)
     row = {"seed": seed, "network": type(net).__name__, "calibration": cal, "scene_mpx": mpx}
-    for side in ("peer", "geodetect"):
+    for side in ("peer", "geodetect") if boxes else SIDES:
         ext = "gpkg" if side == "geodetect" or boxes else "tif"
         load = os.getloadavg()[0]
         big_res = run_side(peer, side, str(big), str(wd / f"{peer}-{side}-big.{ext}"), wd, threads, timeout)
@@ -979,7 +989,7 @@ def run_peer(peer, wd, big, seam, objs, mpx, threads, timeout) -> dict:
             fig["mpx_per_s"] = mpx / big_res["seconds"]
             fig["peak_rss_mb"] = big_res["vmhwm_mb"]
         if "seconds" in seam_res:
-            polys = _polygons_of_side("geodetect" if side == "geodetect" else "peer", str(seam_out))
+            polys = _polygons_of_side(side, str(seam_out))
             fig["seams"] = box_seam_figures(polys, objs, ref) if boxes else seam_figures(ref, polys, objs)
         row[side] = fig
         print(f"{peer:9s} {side:9s} {json.dumps(fig, default=str)[:400]}", flush=True)
@@ -994,13 +1004,15 @@ def print_table(results: dict) -> None:
           f"{results['threads']} threads; seams on a {results['seam_scene']} scene")
     print(" | ".join(hdr))
     for peer, row in results["peers"].items():
-        for side in ("peer", "geodetect"):
-            f = row.get(side, {})
+        for side in SIDES:
+            if side not in row:
+                continue
+            f = row[side]
             s = f.get("seams", {})
             if "error" in row:
                 print(f"{peer} | error: {row['error']}")
                 break
-            cells = (peer, side if side == "geodetect" else peer,
+            cells = (peer, side if side != "peer" else peer,
                      f"{f['mpx_per_s']:.3f}" if "mpx_per_s" in f else f.get("big", {}).get("error", "-"),
                      f"{f['peak_rss_mb']:.0f}" if "peak_rss_mb" in f else "-",
                      "-" if s.get("mismatch_px") is None else s["mismatch_px"],
