@@ -12,7 +12,7 @@ import pytest
 
 import geodetect as gd
 from geodetect.counts import counts
-from geodetect.errors import GeoreferenceError, PluginError
+from geodetect.errors import ConfigError, GeoreferenceError, PluginError
 from geodetect.metrics.points import count_rmse, match_points
 from geodetect.plugins.weights import load_keras_model, sha256_of
 from geodetect.simulate import make_scene
@@ -32,7 +32,7 @@ def counter(tf):
 
 def test_spec_and_weights(tf):
     spec = SeaLionCounter.spec
-    assert spec.version == "4.0.0"
+    assert spec.version == "4.1.0"
     assert spec.gsd_m == 0.1 and spec.gsd_range == (0.025, 0.1)
     assert spec.gsd_range[0] < PHOTO_GSD_M * 0.8 and PHOTO_GSD_M * 1.2 < spec.gsd_range[1]
     assert spec.weights_sha256 == WEIGHTS_SHA256 == sha256_of(WEIGHTS)
@@ -156,12 +156,12 @@ def test_quality_floor(quality):
     dets, truth, sids = quality
     rmse = count_rmse(counts(dets, scene_ids=sids), counts(truth, scene_ids=sids))
     m = match_points(dets, truth, 0.75, classes=CLASSES)
-    # measured with the 4.0.0 weights (dense classifier; real photographs + 6 simulated rookeries): RMSE 16.33,
-    # recall 0.939, precision 0.699, macro F1 0.433 -- far worse than 3.0.0's patch classifier on simulated scenes
-    # (2.08, 0.987, 0.958, 0.863), see MODEL_CARD.md; 2.0.0: 3.08, 1.000, 0.909, 0.856
-    assert rmse <= 18.0, f"count RMSE averaged over classes {rmse:.2f} > 18.0"
-    assert m.recall >= 0.91 and m.precision >= 0.66, m.summary()
-    assert m.per_class.loc["macro", "f1"] >= 0.40, m.per_class
+    # measured with 4.1.0 (4.0.0's dense weights, 8 views a tile): RMSE 14.74, recall 0.926, precision 0.729, macro F1
+    # 0.489 (one view, 4.0.0: 16.33, 0.939, 0.699, 0.433) -- far worse than 3.0.0's patch classifier on simulated
+    # scenes (2.08, 0.987, 0.958, 0.863), see MODEL_CARD.md; 2.0.0: 3.08, 1.000, 0.909, 0.856
+    assert rmse <= 16.5, f"count RMSE averaged over classes {rmse:.2f} > 16.5"
+    assert m.recall >= 0.90 and m.precision >= 0.69, m.summary()
+    assert m.per_class.loc["macro", "f1"] >= 0.45, m.per_class
 
 
 def _plain_jpeg(sim, path):
@@ -206,7 +206,8 @@ def test_plain_jpeg_with_bounds_or_world_file(jpeg_scene, counter):
     assert (a.scene_id == "1").all() and (b.scene_id == "2").all()
     assert_detections_equal(a.assign(scene_id="x"), b.assign(scene_id="x"), tolerance=1e-9)
     m = match_points(a, sim.truth, 0.75, classes=CLASSES)
-    assert m.recall >= 0.92 and m.precision >= 0.57, m.summary()  # measured (4.0.0): 0.950, 0.613 (3.0.0: 1.000, 0.976)
+    # measured (4.1.0): 0.925 (37 of 40), 0.638 (4.0.0: 0.950, 0.613; 3.0.0: 1.000, 0.976)
+    assert m.recall >= 0.90 and m.precision >= 0.60, m.summary()
 
 
 def test_train_smoke(tmp_path):
@@ -222,10 +223,10 @@ def test_train_smoke(tmp_path):
 # ----------------------------------------------------------------------------- real photographs
 
 #: measured by evaluate_real.py on test photograph 42 (eval_real.json "test_subset"), minus a small margin
-#: (measured with 4.0.0: F1 0.350, recall 0.818 (18 of 22), precision 0.222, relative count error 2.68 (81 found);
-#: 3.0.0 had 0.476, 0.909, 0.323, 1.82: far below the targets, see MODEL_CARD.md; the floors catch a regression,
-#: they are not a claim)
-REAL_FLOORS = {"f1": 0.31, "recall": 0.77, "precision": 0.19, "relative_count_error": 3.0}
+#: (measured with 4.1.0: F1 0.442, recall 0.773 (17 of 22), precision 0.309, relative count error 1.50 (55 found);
+#: 4.0.0 (one view a tile) had 0.350, 0.818, 0.222, 2.68; 3.0.0 0.476, 0.909, 0.323, 1.82: far below the targets,
+#: see MODEL_CARD.md; the floors catch a regression (recall: one animal fewer), they are not a claim)
+REAL_FLOORS = {"f1": 0.40, "recall": 0.72, "precision": 0.27, "relative_count_error": 2.0}
 
 
 def test_real_quality_on_a_test_photograph(tf, tmp_path):
@@ -242,3 +243,23 @@ def test_real_quality_on_a_test_photograph(tf, tmp_path):
     assert r["recall"] >= REAL_FLOORS["recall"], summary
     assert r["precision"] >= REAL_FLOORS["precision"], summary
     assert r["relative_count_error_mean"] <= REAL_FLOORS["relative_count_error"], summary
+
+
+def test_tta_views_are_mapped_back(counter):
+    """The 8-view map of a flipped or turned tile is the flipped or turned map of the tile (each view's cells are put
+    back where they came from), and it differs from one view's map; tta is checked."""
+    rng = np.random.default_rng(3)
+    x = rng.random((1, 256, 256, 3), dtype=np.float32)
+    views = np.concatenate([x, x[:, :, ::-1], np.rot90(x, 1, axes=(1, 2)), np.transpose(x, (0, 2, 1, 3))])
+    m = counter._infer(np.ascontiguousarray(views)).numpy()
+    np.testing.assert_allclose(m[1], m[0][:, ::-1], atol=1e-5)
+    np.testing.assert_allclose(m[2], np.rot90(m[0], 1, axes=(0, 1)), atol=1e-5)
+    np.testing.assert_allclose(m[3], np.transpose(m[0], (1, 0, 2)), atol=1e-5)
+    one = SeaLionCounter(tta=1)
+    one.ensure_loaded()
+    assert np.abs(one._infer(x).numpy()[0] - m[0]).max() > 1e-3
+    with pytest.raises(ConfigError, match="tta must be 1, 4 or 8"):
+        SeaLionCounter(tta=3)
+    with pytest.raises(PluginError, match="needs dense weights"):
+        SeaLionCounter(weights=PATCH_WEIGHTS, sha256=PATCH_WEIGHTS_SHA256, tta=8).ensure_loaded()
+

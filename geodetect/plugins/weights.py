@@ -12,7 +12,7 @@ from pathlib import Path
 
 from geodetect.errors import MissingDependencyError, PluginError
 
-__all__ = ["sha256_of", "verify_weights", "load_keras_model", "import_tensorflow", "save_keras_reproducible",
+__all__ = ["sha256_of", "verify_weights", "load_keras_model", "import_tensorflow", "save_keras_reproducible", "tta_model",
            "configure_tensorflow", "compiled_keras_model"]
 
 
@@ -195,3 +195,29 @@ def compiled_keras_model(path, sha256: str | None, *, detector: str = "?"):
         return model(x, training=False)
 
     return model, run
+
+
+def tta_model(net, views: int):
+    """A Keras model sharing ``net``'s weights: the mean of its outputs over ``views`` (4 or 8) views of a tile.
+
+    4: the tile as is, flipped left-right, up-down and both; 8: the same four on the tile's transpose too
+    (every flip and 90-degree rotation; a transposed view needs a square tile when ``net``'s input size is
+    fixed). ``net`` maps a tile to a map on the same grid or a coarser one (a stride that divides the tile,
+    as the sea-lion counter's 4 px cells): each view's output is flipped (and transposed) back before the
+    mean, so it lines up with the tile's pixels. Being a Keras model, it is what a detector's ``predict``
+    compiles and what ``geodetect detectors export --onnx`` traces (building-segmenter, sea-lion-counter).
+    """
+    keras = import_tensorflow().keras
+    ops = keras.ops
+
+    def four(x):
+        return [net(x),
+                ops.flip(net(ops.flip(x, 2)), 2),
+                ops.flip(net(ops.flip(x, 1)), 1),
+                ops.flip(ops.flip(net(ops.flip(ops.flip(x, 1), 2)), 2), 1)]
+
+    inp = keras.Input(tuple(net.input_shape[1:]), name="tiles")
+    outs = four(inp)
+    if views == 8:
+        outs += [ops.transpose(o, (0, 2, 1, 3)) for o in four(ops.transpose(inp, (0, 2, 1, 3)))]
+    return keras.Model(inp, ops.mean(ops.stack(outs, axis=0), axis=0), name=f"{net.name}_tta{views}")

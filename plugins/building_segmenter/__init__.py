@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from geodetect.plugins import Detector, DetectorSpec, Mask, Task
+from geodetect.plugins.weights import tta_model  # re-exported: it was defined here until sea-lion-counter 4.1.0
 
 __all__ = ["BuildingSegmenter", "WEIGHTS", "WEIGHTS_SHA256", "tta_model"]
 
@@ -88,9 +89,7 @@ class BuildingSegmenter(Detector):
         self._run = None
 
     def load(self) -> None:
-        from geodetect.plugins.weights import compiled_keras_model
-
-        from geodetect.plugins.weights import import_tensorflow
+        from geodetect.plugins.weights import compiled_keras_model, import_tensorflow
 
         self._net, _ = compiled_keras_model(self.weights, self.sha256, detector=self.spec.name)
         self._model = model = self._net if self.tta == 1 else tta_model(self._net, self.tta)
@@ -118,30 +117,3 @@ class BuildingSegmenter(Detector):
         state = dict(self.__dict__)
         state.update(_model=None, _net=None, _run=None, _geodetect_loaded=False)
         return state
-
-
-
-def tta_model(net, views: int):
-    """A Keras model sharing ``net``'s weights: the mean of its probabilities over ``views`` (4 or 8) views of a tile.
-
-    4: the tile as is, flipped left-right, up-down and both; 8: the same four on the tile's transpose too
-    (every flip and 90-degree rotation; tiles need not be square). Each view's output is flipped (and
-    transposed) back before the mean, so it lines up with the tile's pixels. Being a Keras model, it is
-    what ``predict`` compiles and what ``geodetect detectors export --onnx`` traces.
-    """
-    from geodetect.plugins.weights import import_tensorflow
-
-    keras = import_tensorflow().keras
-    ops = keras.ops
-
-    def four(x):
-        return [net(x),
-                ops.flip(net(ops.flip(x, 2)), 2),
-                ops.flip(net(ops.flip(x, 1)), 1),
-                ops.flip(ops.flip(net(ops.flip(ops.flip(x, 1), 2)), 2), 1)]
-
-    inp = keras.Input((None, None, int(net.input_shape[-1])), name="tiles")
-    outs = four(inp)
-    if views == 8:
-        outs += [ops.transpose(o, (0, 2, 1, 3)) for o in four(ops.transpose(inp, (0, 2, 1, 3)))]
-    return keras.Model(inp, ops.mean(ops.stack(outs, axis=0), axis=0), name=f"{net.name}_tta{views}")
