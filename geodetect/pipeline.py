@@ -228,7 +228,7 @@ def segment(
     pixels = {"none": int(n[0]), **{c: int(n[k]) for k, c in enumerate(spec.classes, 1)},
               "nodata": int(n[255])}
     return {"path": str(out), "scene_id": sid, "grid": st.grid, "pixels": pixels, "pixel_size": pixel_size,
-            "stats": {k: v for k, v in asdict(st).items()}}
+            "stats": asdict(st)}
 
 
 def scene_id_of(path) -> str:

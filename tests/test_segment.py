@@ -70,6 +70,13 @@ def test_class_map_is_the_thresholded_pixels_with_nodata(tmp_path):
     assert res["grid"] == (333, 300) and res["pixel_size"] == (2.0, 2.0) and res["stats"]["tiles_run"] > 0
 
 
+def test_a_scene_smaller_than_a_block(tmp_path):
+    path, a = _scene(tmp_path / "s.tif", w=100, h=70, nodata_box=False)
+    gd.segment(path, BrightMask, tmp_path / "out.tif", progress=False)
+    m, prof, _ = _read(tmp_path / "out.tif")
+    assert not prof.get("tiled") and (m == (a / 255 > 0.5)).all()
+
+
 def test_three_classes_numbered_from_one_and_below_threshold_is_zero(tmp_path):
     path, a = _scene(tmp_path / "s.tif", nodata_box=False)
     res = gd.segment(path, Thirds, tmp_path / "out.tif", progress=False)
