@@ -268,18 +268,16 @@ class MaskMosaic:
 
     def _classes(self, acc: np.ndarray):
         """Accumulator rows ``acc`` (C + 1, h, w), normalised in place: (class map uint8, 0 = below the threshold
-        and k = class k - 1; the best class's blended probability; the values k present)."""
+        and k = class k - 1; the best class's blended probability)."""
         wsum = np.maximum(acc[-1], np.float32(1e-30))  # no weight -> sums are 0 -> probability 0
         p = acc[:-1]
         np.divide(p, wsum, out=p)  # float32, in place
         if len(p) == 1:  # one class: no argmax needed
             pbest = p[0]
-            cls = (pbest >= self.threshold).view(np.uint8)  # threshold > 0: pixels without weight stay off
-            return cls, pbest, ([1] if cls.any() else [])
+            return (pbest >= self.threshold).view(np.uint8), pbest  # threshold > 0: pixels without weight stay off
         best = p.argmax(axis=0)
         pbest = np.take_along_axis(p, best[None], axis=0)[0]
-        cls = np.where(pbest >= self.threshold, best + 1, 0).astype(np.uint8)
-        return cls, pbest, np.flatnonzero(np.bincount(cls.ravel(), minlength=256)[1:]) + 1
+        return np.where(pbest >= self.threshold, best + 1, 0).astype(np.uint8), pbest
 
     #: the class raster's nodata value: pixels no tile gave a weight (the scene's nodata)
     CLASS_NODATA = 255
@@ -314,7 +312,7 @@ class MaskMosaic:
                     w = min(cols, self.width - c0)
                     acc = self._acc.read(window=Window(c0, r0, w, h))
                     seen = acc[-1] > 0
-                    cls, _, _ = self._classes(acc)
+                    cls, _ = self._classes(acc)
                     cls = np.where(seen, cls, np.uint8(self.CLASS_NODATA))
                     counts += np.bincount(cls.ravel(), minlength=256)
                     dst.write(cls, 1, window=Window(c0, r0, w, h))
@@ -336,8 +334,12 @@ class MaskMosaic:
         from scipy import ndimage
 
         acc = self._acc.read(window=Window(0, r0 - self._y0, self.width, h))  # in memory: a view of final rows
-        cls, pbest, present = self._classes(acc)
+        cls, pbest = self._classes(acc)
         one = self.n_classes == 1
+        if one:
+            present = [1] if cls.any() else []
+        else:
+            present = np.flatnonzero(np.bincount(cls.ravel(), minlength=256)[1:]) + 1
         dtype = np.int32 if next_id + cls.size < 2**31 else np.int64
         ids = None
         classes, cnts, sums = [], [], []

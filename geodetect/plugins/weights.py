@@ -12,8 +12,8 @@ from pathlib import Path
 
 from geodetect.errors import MissingDependencyError, PluginError
 
-__all__ = ["sha256_of", "verify_weights", "load_keras_model", "import_tensorflow", "save_keras_reproducible", "tta_model",
-           "configure_tensorflow", "compiled_keras_model"]
+__all__ = ["sha256_of", "verify_weights", "load_keras_model", "import_tensorflow", "save_keras_reproducible",
+           "configure_tensorflow", "compiled_keras_model", "tta_model", "tta_views"]
 
 
 def sha256_of(path) -> str:
@@ -195,6 +195,15 @@ def compiled_keras_model(path, sha256: str | None, *, detector: str = "?"):
         return model(x, training=False)
 
     return model, run
+
+
+def tta_views(value, *, detector: str) -> int:
+    """A detector's ``tta`` option checked: 1, 4 or 8 views (see :func:`tta_model`), else a ConfigError naming it."""
+    from geodetect.errors import ConfigError
+
+    if str(value) not in ("1", "4", "8"):
+        raise ConfigError(f"{detector}: tta must be 1, 4 or 8 (views averaged per tile), got {value!r}")
+    return int(value)
 
 
 def tta_model(net, views: int):

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from geodetect.plugins import Detector, DetectorSpec, Mask, Task
-from geodetect.plugins.weights import tta_model  # re-exported: it was defined here until sea-lion-counter 4.1.0
+# tta_model is re-exported: it was defined here until sea-lion-counter 4.1.0
+from geodetect.plugins.weights import tta_model, tta_views
 
 __all__ = ["BuildingSegmenter", "WEIGHTS", "WEIGHTS_SHA256", "tta_model"]
 
@@ -70,11 +71,7 @@ class BuildingSegmenter(Detector):
         self.weights = Path(weights) if weights is not None else WEIGHTS
         self.sha256 = sha256 if sha256 is not None else self.spec.weights_sha256
         if tta is not None:
-            from geodetect.errors import ConfigError
-
-            if str(tta) not in ("1", "4", "8"):
-                raise ConfigError(f"building-segmenter: tta must be 1, 4 or 8 (views averaged per tile), got {tta!r}")
-            self.tta = int(tta)
+            self.tta = tta_views(tta, detector="building-segmenter")
         if min_area_m2 is not None:
             from dataclasses import replace
 

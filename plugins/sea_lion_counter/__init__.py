@@ -255,11 +255,9 @@ class SeaLionCounter(Detector):
                  tta: int | None = None):
         self.cnn = bool(cnn)
         if tta is not None:
-            if str(tta) not in ("1", "4", "8"):
-                from geodetect.errors import ConfigError
+            from geodetect.plugins.weights import tta_views
 
-                raise ConfigError(f"sea-lion-counter: tta must be 1, 4 or 8 (views averaged per tile), got {tta!r}")
-            self.tta = int(tta)
+            self.tta = tta_views(tta, detector="sea-lion-counter")
         self._tta_given = tta is not None
         self.weights = Path(weights) if weights is not None else WEIGHTS
         self.sha256 = sha256 if sha256 is not None else self.spec.weights_sha256
