@@ -214,6 +214,19 @@ def dense_scenes(data, n_sim: int, seed: int, *, smoke: bool = False, log=print)
     return out
 
 
+def _photometric(tf, x):
+    """What real photographs vary in, on a float tile in [0, 1]: contrast ×0.8–1.25, brightness ×0.75–1.3 with a
+    colour cast of ±8 %, noise, and one tile in eight grey (a panchromatic band given as R = G = B); clipped to
+    [0, 1]. Shared by the patch and the dense augmentations (same random draws in the same order)."""
+    mean = tf.reduce_mean(x)
+    x = (x - mean) * tf.random.uniform([], 0.8, 1.25) + mean
+    gain = tf.random.uniform([], 0.75, 1.3) * tf.random.uniform([3], 0.92, 1.08)
+    x = x * gain + tf.random.normal(tf.shape(x), 0.0, 1.0) * tf.random.uniform([], 0.0, 0.012)
+    grey = tf.random.uniform([]) < 0.125
+    x = tf.where(grey, tf.repeat(tf.reduce_mean(x, axis=-1, keepdims=True), 3, axis=-1), x)
+    return tf.clip_by_value(x, 0.0, 1.0)
+
+
 def _augment_dense_fn(tf, tile: int, stride: int, pos_weight: float = DENSE_POS_WEIGHT):
     """The patch augmentation on a whole tile; rotations and flips turn its targets with it."""
     from geodetect_plugins.sea_lion_counter.model import NOT_SEA_LION
@@ -226,15 +239,10 @@ def _augment_dense_fn(tf, tile: int, stride: int, pos_weight: float = DENSE_POS_
         flip = tf.random.uniform([]) < 0.5
         x = tf.cond(flip, lambda: tf.reverse(x, [1]), lambda: x)
         y = tf.cond(flip, lambda: tf.reverse(y, [1]), lambda: y)
-        mean = tf.reduce_mean(x)
-        x = (x - mean) * tf.random.uniform([], 0.8, 1.25) + mean
-        gain = tf.random.uniform([], 0.75, 1.3) * tf.random.uniform([3], 0.92, 1.08)
-        x = x * gain + tf.random.normal(tf.shape(x), 0.0, 1.0) * tf.random.uniform([], 0.0, 0.012)
-        grey = tf.random.uniform([]) < 0.125
-        x = tf.where(grey, tf.repeat(tf.reduce_mean(x, axis=-1, keepdims=True), 3, axis=-1), x)
+        x = _photometric(tf, x)
         y = y[..., 0]
         w = tf.where(y < 0, 0.0, tf.where(tf.equal(y, NOT_SEA_LION), 1.0, pos_weight))
-        x = tf.ensure_shape(tf.clip_by_value(x, 0.0, 1.0), [tile, tile, 3])
+        x = tf.ensure_shape(x, [tile, tile, 3])
         return x, tf.ensure_shape(tf.maximum(y, 0), [tile // stride] * 2), tf.ensure_shape(w, [tile // stride] * 2)
 
     return aug
@@ -313,13 +321,7 @@ def _augment_fn(tf):
         x = tf.gather(x, idx, axis=1)
         x = tf.image.rot90(x, tf.random.uniform([], 0, 4, dtype=tf.int32))
         x = tf.cond(tf.random.uniform([]) < 0.5, lambda: tf.reverse(x, [1]), lambda: x)
-        mean = tf.reduce_mean(x)
-        x = (x - mean) * tf.random.uniform([], 0.8, 1.25) + mean
-        gain = tf.random.uniform([], 0.75, 1.3) * tf.random.uniform([3], 0.92, 1.08)
-        x = x * gain + tf.random.normal(tf.shape(x), 0.0, 1.0) * tf.random.uniform([], 0.0, 0.012)
-        grey = tf.random.uniform([]) < 0.125  # a panchromatic band given as R = G = B
-        x = tf.where(grey, tf.repeat(tf.reduce_mean(x, axis=-1, keepdims=True), 3, axis=-1), x)
-        return tf.clip_by_value(x, 0.0, 1.0), y
+        return _photometric(tf, x), y
 
     return aug
 
